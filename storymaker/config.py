@@ -1,0 +1,131 @@
+"""One Settings object for the whole application.
+
+Every field can be set from the environment with the prefix ``STORYMAKER_`` and the field name in
+upper case (``STORYMAKER_BASE_MODEL=/models/sdxl``). Model locations are hub ids or local folders /
+files. Nothing here touches the network or imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ConfigError
+
+ENV_PREFIX = "STORYMAKER_"
+
+BACKENDS = ("auto", "storymaker", "draft", "tiny")
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "storymaker"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where projects, session folders and caches live.
+    data_dir: Path = field(default_factory=_default_data_dir)
+
+    # Models: a hub id or a local path each.
+    base_model: str = "stabilityai/stable-diffusion-xl-base-1.0"
+    adapter_model: str = "RED-AIGC/StoryMaker"
+    adapter_filename: str = "mask.bin"
+    image_encoder: str = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+    controlnet_pose: str = "xinsir/controlnet-openpose-sdxl-1.0"
+    face_model: str = "buffalo_l"
+    face_model_root: Path = field(default_factory=lambda: Path.home() / ".insightface")
+    segmentation_model: str = "u2net_human_seg"
+    pose_annotators: str = "lllyasviel/Annotators"
+    # Optional extra SDXL LoRAs, "path_or_id[:weight]" separated by commas.
+    extra_loras: str = ""
+
+    # Compute.
+    backend: str = "auto"
+    device: str = "auto"  # "auto", "cuda", "cuda:1", "cpu", "mps"
+    dtype: str = "auto"  # "auto" (fp16 on CUDA, fp32 elsewhere), "float16", "bfloat16", "float32"
+    cpu_offload: bool = False
+    vae_slicing: bool = True
+    vae_tiling: bool = False
+    fuse_lora: bool = True
+
+    # Render defaults (the authors' demo values).
+    width: int = 960
+    height: int = 1280
+    steps: int = 25
+    guidance_scale: float = 7.5
+    ip_adapter_scale: float = 0.8
+    lora_scale: float = 0.8
+    controlnet_conditioning_scale: float = 0.7
+    negative_prompt: str = "bad quality, NSFW, low quality, ugly, disfigured, deformed"
+
+    # App limits.
+    max_upload_mb: int = 20
+    session_max_age_hours: float = 24.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Build settings from ``STORYMAKER_*`` variables, then apply explicit ``overrides``."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            key = ENV_PREFIX + f.name.upper()
+            if key in environ:
+                values[f.name] = _parse(f, environ[key], key)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        # Normalise types so that Settings(data_dir="x") works like Settings.from_env.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str) and _field_type(f) is not str:
+                object.__setattr__(self, f.name, _parse(f, value, f.name))
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"Unknown backend {self.backend!r}: use one of {', '.join(BACKENDS)} "
+                f"(set {ENV_PREFIX}BACKEND or --backend)."
+            )
+        if self.width % 8 or self.height % 8 or self.width <= 0 or self.height <= 0:
+            raise ConfigError(
+                f"Default size {self.width}x{self.height} is not usable: width and height must be "
+                "positive multiples of 8."
+            )
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def projects_dir(self) -> Path:
+        return Path(self.data_dir) / "projects"
+
+    @property
+    def sessions_dir(self) -> Path:
+        return Path(self.data_dir) / "sessions"
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    return {"Path": Path, "bool": bool, "int": int, "float": float}.get(annotation, str)
+
+
+def _parse(f: dataclasses.Field, raw: str, key: str):
+    kind = _field_type(f)
+    text = raw.strip()
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind is Path:
+            return Path(text).expanduser()
+        return kind(text)
+    except ValueError:
+        raise ConfigError(
+            f"{key}={raw!r} is not a valid {kind.__name__}; fix or unset it."
+        ) from None

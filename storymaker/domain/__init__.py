@@ -1,0 +1,1 @@
+"""Pure-Python domain: characters, stories (the script), poses and comic layout. No torch here."""
