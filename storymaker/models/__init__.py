@@ -1,0 +1,1 @@
+"""Model layer: torch + diffusers only. Never imports gradio or ``storymaker.domain``."""
