@@ -1,0 +1,415 @@
+"""Comic page geometry: where each panel goes, for strips, grids, printed pages and webtoon scrolls.
+
+Pure geometry (no images, no PIL): every length is in output pixels; ``LayoutOptions.dpi`` converts
+typographic points (margins, gutters, title size) to pixels and gives printed pages their size.
+``compute_layout(aspects, options)`` returns one :class:`PageLayout` per output image/PDF page;
+``place_image`` says how an image of a given aspect fills its slot (``cover`` crops, ``fit``
+letterboxes; neither distorts).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import InvalidInputError
+
+KINDS = ("strip", "grid", "pages", "scroll")
+FITS = ("cover", "fit")
+ORIENTATIONS = ("portrait", "landscape")
+# Paper sizes in inches (width, height), portrait.
+PAGE_SIZES_IN = {"A4": (210 / 25.4, 297 / 25.4), "Letter": (8.5, 11.0)}
+
+# Rows on a printed page may be squeezed (slots a little wider than the images: ``cover`` crops)
+# or stretched (slots a little taller) by at most these factors before space is left instead.
+MAX_SQUEEZE = 0.85
+MAX_STRETCH = 1.2
+
+
+@dataclass(frozen=True)
+class Rect:
+    """An axis-aligned box: ``x``, ``y`` top-left; ``w``, ``h`` size (pixels, floats)."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def right(self) -> float:
+        return self.x + self.w
+
+    @property
+    def bottom(self) -> float:
+        return self.y + self.h
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return (self.x + self.w / 2, self.y + self.h / 2)
+
+    @property
+    def aspect(self) -> float:
+        return self.w / self.h if self.h else 0.0
+
+    def intersects(self, other: "Rect", tol: float = 1e-6) -> bool:
+        """True when the interiors overlap (touching edges do not count)."""
+        return (
+            self.x < other.right - tol
+            and other.x < self.right - tol
+            and self.y < other.bottom - tol
+            and other.y < self.bottom - tol
+        )
+
+    def contains(self, other: "Rect", tol: float = 1e-6) -> bool:
+        return (
+            other.x >= self.x - tol
+            and other.y >= self.y - tol
+            and other.right <= self.right + tol
+            and other.bottom <= self.bottom + tol
+        )
+
+    def inset(self, d: float) -> "Rect":
+        return Rect(self.x + d, self.y + d, max(0.0, self.w - 2 * d), max(0.0, self.h - 2 * d))
+
+    def translate(self, dx: float, dy: float) -> "Rect":
+        return Rect(self.x + dx, self.y + dy, self.w, self.h)
+
+    def rounded(self) -> tuple[int, int, int, int]:
+        """Integer ``(left, top, right, bottom)`` pixel box."""
+        return (round(self.x), round(self.y), round(self.right), round(self.bottom))
+
+
+@dataclass(frozen=True)
+class LayoutOptions:
+    """How panels are arranged. Lengths in points (1/72 inch) become pixels through ``dpi``."""
+
+    kind: str = "pages"  # "strip" (one row), "grid" (N columns), "pages" (paper), "scroll" (webtoon)
+    columns: int = 2  # grid: columns; pages: most panels in one row
+    rows_per_page: int = 0  # pages: most rows on one page; 0 = as many as fit the panels' aspects
+    page_size: str = "A4"  # pages: "A4" or "Letter"
+    orientation: str = "portrait"  # pages: "portrait" or "landscape"
+    dpi: int = 150  # output pixels per inch (also sets the PDF page size for every kind)
+    width: int = 0  # grid and scroll: image width in pixels (0 = 1600 grid, 800 scroll)
+    panel_height: int = 0  # strip: row height in pixels (0 = 480)
+    margin: float = 24.0  # points around the content
+    gutter: float = 10.0  # points between panels
+    border: float = 2.0  # panel border line width in points (0 = none)
+    title: str = ""  # drawn above the first page's panels when not empty
+    title_size: float = 26.0  # points
+    fit: str = "cover"  # "cover" (fill the slot, crop the overflow) or "fit" (whole image, letterbox)
+    background: str = "white"
+    jpeg_quality: int = 85  # PDF image compression (1..95)
+
+    def __post_init__(self) -> None:
+        _choice("kind", self.kind, KINDS)
+        _choice("fit", self.fit, FITS)
+        _choice("orientation", self.orientation, ORIENTATIONS)
+        _choice("page_size", self.page_size, tuple(PAGE_SIZES_IN))
+        if not 1 <= int(self.columns) <= 12:
+            raise InvalidInputError(f"columns={self.columns} is not usable: use 1 to 12 columns.")
+        if not 36 <= int(self.dpi) <= 1200:
+            raise InvalidInputError(f"dpi={self.dpi} is not usable: use 36 to 1200 (150 is typical).")
+        if self.rows_per_page < 0 or self.width < 0 or self.panel_height < 0:
+            raise InvalidInputError("rows_per_page, width and panel_height must be 0 (auto) or positive.")
+        if min(self.margin, self.gutter, self.border, self.title_size) < 0:
+            raise InvalidInputError("margin, gutter, border and title_size must not be negative.")
+        if not 1 <= int(self.jpeg_quality) <= 95:
+            raise InvalidInputError(f"jpeg_quality={self.jpeg_quality}: use 1 to 95 (85 is typical).")
+
+    def px(self, points: float) -> float:
+        """Points to output pixels."""
+        return points * self.dpi / 72.0
+
+    @property
+    def page_pixels(self) -> tuple[int, int]:
+        """Paper size in pixels for ``kind="pages"`` (orientation applied)."""
+        w_in, h_in = PAGE_SIZES_IN[self.page_size]
+        if self.orientation == "landscape":
+            w_in, h_in = h_in, w_in
+        return (round(w_in * self.dpi), round(h_in * self.dpi))
+
+
+@dataclass(frozen=True)
+class PanelSlot:
+    """Where panel number ``panel`` (index into the input list) goes on its page."""
+
+    panel: int
+    rect: Rect
+
+
+@dataclass(frozen=True)
+class PageLayout:
+    """One output image (or PDF page): its pixel size, the panel slots, the title box if any."""
+
+    number: int  # 1-based
+    width: int
+    height: int
+    slots: tuple[PanelSlot, ...]
+    title_box: Rect | None = None
+
+    @property
+    def content(self) -> Rect:
+        return Rect(0, 0, self.width, self.height)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How an image fills a slot: ``crop`` is (left, top, right, bottom) in 0..1 image coordinates,
+    ``dest`` the box it is drawn into (equal to the slot for ``cover``, centred inside for ``fit``)."""
+
+    crop: tuple[float, float, float, float]
+    dest: Rect
+
+    def to_dest(self, u: float, v: float) -> tuple[float, float]:
+        """Map a normalised image point (0..1) to output pixels (may fall outside ``dest`` if cropped)."""
+        l, t, r, b = self.crop
+        return (
+            self.dest.x + (u - l) / (r - l) * self.dest.w,
+            self.dest.y + (v - t) / (b - t) * self.dest.h,
+        )
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidInputError(f"{name}={value!r} is not known: use one of {', '.join(allowed)}.")
+
+
+def balanced_counts(n: int, groups: int) -> list[int]:
+    """Split ``n`` items into ``groups`` runs whose sizes differ by at most one (larger first)."""
+    groups = max(1, min(groups, n)) if n else 1
+    base, extra = divmod(n, groups)
+    return [base + (1 if i < extra else 0) for i in range(groups)] if n else []
+
+
+def place_image(aspect: float, slot: Rect, fit: str = "cover",
+                focus: tuple[float, float] = (0.5, 0.4)) -> Placement:
+    """Fit an image of aspect ``aspect`` (w/h) into ``slot`` without distortion.
+
+    ``cover`` fills the slot and crops the overflow around ``focus`` (a point of the image kept in
+    view: slightly above centre by default, where faces usually are); ``fit`` shows the whole image
+    centred in the slot.
+    """
+    _choice("fit", fit, FITS)
+    if aspect <= 0 or slot.w <= 0 or slot.h <= 0:
+        raise InvalidInputError("An image and its slot must have a positive size.")
+    slot_aspect = slot.w / slot.h
+    if fit == "fit":
+        if aspect >= slot_aspect:
+            w, h = slot.w, slot.w / aspect
+        else:
+            w, h = slot.h * aspect, slot.h
+        return Placement((0.0, 0.0, 1.0, 1.0),
+                         Rect(slot.x + (slot.w - w) / 2, slot.y + (slot.h - h) / 2, w, h))
+    if aspect >= slot_aspect:  # image wider: crop left/right
+        frac = slot_aspect / aspect
+        left = min(max(focus[0] - frac / 2, 0.0), 1.0 - frac)
+        crop = (left, 0.0, left + frac, 1.0)
+    else:  # image taller: crop top/bottom
+        frac = aspect / slot_aspect
+        top = min(max(focus[1] - frac / 2, 0.0), 1.0 - frac)
+        crop = (0.0, top, 1.0, top + frac)
+    return Placement(crop, slot)
+
+
+def compute_layout(panel_aspects: list[float] | tuple[float, ...],
+                   options: LayoutOptions | None = None) -> list[PageLayout]:
+    """Arrange panels of the given aspects (width / height) into pages. Pure geometry."""
+    options = options or LayoutOptions()
+    aspects = [float(a) for a in panel_aspects]
+    if not aspects:
+        raise InvalidInputError("There are no panels to lay out: render at least one panel first.")
+    if any(not math.isfinite(a) or a <= 0 for a in aspects):
+        raise InvalidInputError("Every panel needs a positive width and height.")
+    builder = {"strip": _strip, "grid": _grid, "pages": _pages, "scroll": _scroll}[options.kind]
+    return builder(aspects, options)
+
+
+def _title_height(options: LayoutOptions) -> float:
+    return options.px(options.title_size) * 1.9 if options.title.strip() else 0.0
+
+
+def _title_box(options: LayoutOptions, width: float, margin: float) -> Rect | None:
+    th = _title_height(options)
+    return Rect(margin, margin, width - 2 * margin, th) if th else None
+
+
+def _justified_row(aspects: list[float], x: float, y: float, width: float, gutter: float,
+                   height: float | None = None) -> list[Rect]:
+    """Rects for one row filling ``width``; heights from the aspects unless ``height`` is given."""
+    free = width - gutter * (len(aspects) - 1)
+    natural_h = free / sum(aspects)
+    h = natural_h if height is None else height
+    rects, cx = [], x
+    for a in aspects:
+        w = free * a / sum(aspects)
+        rects.append(Rect(cx, y, w, h))
+        cx += w + gutter
+    return rects
+
+
+def _strip(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
+    m, g = o.px(o.margin), o.px(o.gutter)
+    h = float(o.panel_height or 480)
+    content_w = sum(a * h for a in aspects) + g * (len(aspects) - 1)
+    width = math.ceil(content_w + 2 * m)
+    title = _title_box(o, width, m)
+    top = m + (title.h + g if title else 0.0)
+    x, slots = m, []
+    for i, a in enumerate(aspects):
+        slots.append(PanelSlot(i, Rect(x, top, a * h, h)))
+        x += a * h + g
+    return [PageLayout(1, width, math.ceil(top + h + m), tuple(slots), title)]
+
+
+def _scroll(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
+    m = o.px(o.margin)
+    g = o.px(o.gutter) * 3  # webtoons breathe between panels
+    width = int(o.width or 800)
+    cw = width - 2 * m
+    if cw <= 0:
+        raise InvalidInputError(f"width={width} leaves no room inside the margins: make it wider.")
+    title = _title_box(o, width, m)
+    y = m + (title.h + g if title else 0.0)
+    slots = []
+    for i, a in enumerate(aspects):
+        slots.append(PanelSlot(i, Rect(m, y, cw, cw / a)))
+        y += cw / a + g
+    return [PageLayout(1, width, math.ceil(y - g + m), tuple(slots), title)]
+
+
+def _grid(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
+    m, g = o.px(o.margin), o.px(o.gutter)
+    width = int(o.width or 1600)
+    cols = min(o.columns, len(aspects))
+    cw = (width - 2 * m - g * (cols - 1)) / cols
+    if cw <= 0:
+        raise InvalidInputError(f"width={width} is too narrow for {cols} columns: make it wider.")
+    cell_aspect = sorted(aspects)[len(aspects) // 2]  # the median: most panels fit it exactly
+    ch = cw / cell_aspect
+    title = _title_box(o, width, m)
+    y = m + (title.h + g if title else 0.0)
+    slots, start = [], 0
+    for count in balanced_counts(len(aspects), math.ceil(len(aspects) / cols)):
+        row_w = count * cw + (count - 1) * g
+        x = (width - row_w) / 2  # short rows are centred, so the grid stays symmetric
+        for i in range(start, start + count):
+            slots.append(PanelSlot(i, Rect(x, y, cw, ch)))
+            x += cw + g
+        start += count
+        y += ch + g
+    return [PageLayout(1, width, math.ceil(y - g + m), tuple(slots), title)]
+
+
+def _page_rows(k: int, columns: int, max_rows: int) -> list[list[int]]:
+    """Candidate row splits of ``k`` panels: for each row count, balanced sizes (larger rows
+    first, and larger rows last)."""
+    options = []
+    for r in range(math.ceil(k / columns), min(k, max_rows) + 1):
+        counts = balanced_counts(k, r)
+        options.append(counts)
+        if counts[::-1] != counts:
+            options.append(counts[::-1])
+    return options
+
+
+def _page_cost(natural: float, avail: float, last: bool) -> float:
+    """How far a page is from looking deliberate: squeezed (cropped), stretched, or left empty."""
+    s = avail / natural
+    if s < MAX_SQUEEZE:  # must shrink as a whole: white bands at the sides
+        return (1 - MAX_SQUEEZE) * 2 + (MAX_SQUEEZE / s - 1) * 6
+    if s < 1:
+        return (1 - s) * 2
+    if s <= MAX_STRETCH:
+        return (s - 1) * 1.5
+    empty = 1 - MAX_STRETCH / s
+    return (MAX_STRETCH - 1) * 1.5 + empty * (1.5 if last else 4)
+
+
+def _pages(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
+    """Printed pages. Panels keep their order; a dynamic programme chooses how many panels go on
+    each page and how each page splits into rows (balanced counts), minimising cropping,
+    stretching, empty space and lone panels, plus a small cost per page."""
+    width, height = o.page_pixels
+    m, g = o.px(o.margin), o.px(o.gutter)
+    cw = width - 2 * m
+    title_h = _title_height(o)
+    if cw <= 0 or height - 2 * m - title_h - g <= 0:
+        raise InvalidInputError("The margins leave no room on the page: make them smaller.")
+    n = len(aspects)
+    max_rows = o.rows_per_page or 6
+    max_k = o.columns * max_rows
+
+    # A row of fewer panels than the others would be taller than them (it is justified to the full
+    # width); it is capped at the height of a full row of typical panels and centred instead.
+    typical = sorted(aspects)[n // 2]
+    cols = min(o.columns, n)
+    cap = 1.1 * (cw - g * (cols - 1)) / (cols * typical)
+
+    def row_height(ids: range) -> float:
+        return min(cap, (cw - g * (len(ids) - 1)) / sum(aspects[i] for i in ids))
+
+    def row_width(ids: range, h: float) -> float:
+        return min(cw, h * sum(aspects[i] for i in ids) + g * (len(ids) - 1))
+
+    def avail(first: bool) -> float:
+        return height - 2 * m - (title_h + g if first and title_h else 0.0)
+
+    def best_page(i: int, j: int) -> tuple[float, list[int]]:
+        best: tuple[float, list[int]] = (math.inf, [])
+        for counts in _page_rows(j - i, o.columns, max_rows):
+            start, total = i, 0.0
+            lone = 0
+            for c in counts:
+                total += row_height(range(start, start + c))
+                if c == 1 and o.columns > 1 and aspects[start] < 1.3:
+                    lone += 1  # a narrow panel alone in a row can look like a leftover
+                start += c
+            space = avail(i == 0) - g * (len(counts) - 1)
+            if space <= 0:
+                continue
+            cost = _page_cost(total, space, j == n) + 0.3 * lone
+            if cost < best[0]:
+                best = (cost, counts)
+        return best
+
+    PAGE_COST = 0.35
+    best: list[tuple[float, int, list[int]]] = [(0.0, 0, [])] + [(math.inf, 0, [])] * n
+    for j in range(1, n + 1):
+        for i in range(max(0, j - max_k), j):
+            if best[i][0] == math.inf:
+                continue
+            cost, counts = best_page(i, j)
+            total = best[i][0] + cost + PAGE_COST
+            if total < best[j][0]:
+                best[j] = (total, i, counts)
+    plan: list[tuple[int, list[int]]] = []
+    j = n
+    while j > 0:
+        _, i, counts = best[j]
+        plan.append((i, counts))
+        j = i
+    plan.reverse()
+
+    layouts = []
+    for pi, (i, counts) in enumerate(plan):
+        title = _title_box(o, width, m) if pi == 0 else None
+        top = m + (title.h + g if title else 0.0)
+        rows, start = [], i
+        for c in counts:
+            rows.append(range(start, start + c))
+            start += c
+        natural = [row_height(r) for r in rows]
+        space = avail(pi == 0) - g * (len(rows) - 1)
+        scale = min(space / sum(natural), MAX_STRETCH)
+        h_scale = max(scale, MAX_SQUEEZE) if scale < 1 else scale
+        shrink = min(1.0, space / (sum(natural) * h_scale))  # aspects kept, block centred
+        slots, y = [], top
+        for ids, nat in zip(rows, natural):
+            h = nat * h_scale * shrink
+            row_w = row_width(ids, nat) * shrink
+            x0 = m + (cw - row_w) / 2
+            rects = _justified_row([aspects[k] for k in ids], x0, y, row_w, g, height=h)
+            slots.extend(PanelSlot(k, rect) for k, rect in zip(ids, rects))
+            y += h + g
+        layouts.append(PageLayout(pi + 1, width, height, tuple(slots), title))
+    return layouts
