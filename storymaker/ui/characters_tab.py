@@ -1,0 +1,172 @@
+"""Characters tab: upload a photo, check what was detected, save; manage the saved characters."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .common import ok, user_errors
+from .context import StudioContext
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- handlers (no server needed)
+
+def gallery_items(ctx: StudioContext, sid: str) -> list[tuple[str, str]]:
+    """(image path, caption) for every character of the session, face crop first if it exists."""
+    registry = ctx.registry(sid)
+    items = []
+    for character in registry.list():
+        folder = Path(registry.folder(character.id))
+        image = folder / character.face_crop_file
+        if not image.exists():
+            image = folder / character.photo_file
+        caption = character.name + (f": {character.description}" if character.description else "")
+        items.append((str(image), caption))
+    return items
+
+
+def character_choices(ctx: StudioContext, sid: str) -> list[tuple[str, str]]:
+    return [(c.name, c.id) for c in ctx.registry(sid).list()]
+
+
+def analyze_photo(ctx: StudioContext, sid: str, photo, mask):
+    """Preview: the photo with the chosen face boxed, the mask, the body crop and the face crop."""
+    from ..errors import ImageError
+
+    if photo is None:
+        raise ImageError("Upload a photo of the character first (one clearly visible face).")
+    preview = ctx.registry(sid).preview(photo, mask=mask)
+    face = preview.face
+    lines = [f"Faces found: **{face.faces_found}** (the largest is used)." if face else "No face."]
+    if face is not None and face.gender:
+        lines.append(f"Face analysis says: {face.gender}" + (f", about {face.age}" if face.age else "") + ".")
+    return preview.annotated, preview.mask, preview.body_crop, preview.face_crop, "\n\n".join(lines)
+
+
+def save_character(ctx: StudioContext, sid: str, photo, name: str, description: str, mask):
+    from ..errors import ImageError
+
+    if photo is None:
+        raise ImageError("Upload a photo of the character first (one clearly visible face).")
+    character = ctx.registry(sid).add(name, photo, description=description or "", mask=mask)
+    return character, ok(f"Saved **{character.name}**. Use `[{character.name}]` in the story script.")
+
+
+def rename_character(ctx: StudioContext, sid: str, character_id: str, new_name: str):
+    character = ctx.registry(sid).rename(_need(character_id), new_name)
+    return ok(f"Renamed to **{character.name}** (update `[...]` in your script).")
+
+
+def redescribe_character(ctx: StudioContext, sid: str, character_id: str, description: str):
+    character = ctx.registry(sid).redescribe(_need(character_id), description or "")
+    return ok(f"Description of **{character.name}** saved.")
+
+
+def delete_character(ctx: StudioContext, sid: str, character_id: str):
+    ctx.registry(sid).delete(_need(character_id))
+    return ok("Character deleted.")
+
+
+def add_outfit(ctx: StudioContext, sid: str, character_id: str, outfit_name: str, image):
+    from ..errors import ImageError
+
+    if image is None:
+        raise ImageError("Upload an image of the outfit (clothes on a plain background work best).")
+    character = ctx.registry(sid).add_outfit(_need(character_id), outfit_name, image)
+    names = ", ".join(o.name for o in character.outfits)
+    return ok(f"**{character.name}** has outfits: {names}. Use `outfit: {character.name}={outfit_name}`.")
+
+
+def _need(character_id: str | None) -> str:
+    from ..errors import CharacterError
+
+    if not character_id:
+        raise CharacterError("Choose a character in the list first.")
+    return character_id
+
+
+# ---------------------------------------------------------------- layout
+
+def render(ctx: StudioContext, session) -> dict[str, Any]:
+    """Build the tab inside the current Blocks; returns the components other tabs refresh."""
+    import gradio as gr
+
+    with gr.Row():
+        with gr.Column(scale=5):
+            gr.Markdown("### New character\nOne photo with one clear face. The whole person helps the "
+                        "model keep the clothes and hair.")
+            photo = gr.Image(label="Photo", type="pil", image_mode="RGB", height=260, sources=["upload", "clipboard"])
+            with gr.Row():
+                name = gr.Textbox(label="Name", placeholder="Mara", scale=1)
+                description = gr.Textbox(label="Description (optional)", placeholder="a woman with red hair", scale=2)
+            with gr.Accordion("Optional: your own person mask (white = person)", open=False):
+                mask = gr.Image(label="Mask", type="pil", image_mode="L", height=160)
+            with gr.Row():
+                analyze_btn = gr.Button("1. Check the photo")
+                save_btn = gr.Button("2. Save character", variant="primary")
+            status = gr.Markdown()
+        with gr.Column(scale=6):
+            gr.Markdown("### What the model will see")
+            with gr.Row():
+                face_box = gr.Image(label="Face found", interactive=False, height=200)
+                mask_view = gr.Image(label="Person mask", interactive=False, height=200)
+            with gr.Row():
+                body_crop = gr.Image(label="Body crop (on white)", interactive=False, height=200)
+                face_crop = gr.Image(label="Aligned face crop", interactive=False, height=200)
+            face_info = gr.Markdown()
+    gr.Markdown("### Your characters")
+    with gr.Row():
+        with gr.Column(scale=6):
+            gallery = gr.Gallery(label="Characters", columns=5, height=240, allow_preview=False,
+                                 buttons=["fullscreen"])
+        with gr.Column(scale=5):
+            chosen = gr.Dropdown(label="Character", choices=[], interactive=True)
+            with gr.Row():
+                new_name = gr.Textbox(label="New name", scale=3)
+                rename_btn = gr.Button("Rename", scale=1)
+            with gr.Row():
+                new_desc = gr.Textbox(label="New description", scale=3)
+                desc_btn = gr.Button("Save description", scale=1)
+            with gr.Accordion("Outfits", open=False):
+                outfit_name = gr.Textbox(label="Outfit name", placeholder="raincoat")
+                outfit_image = gr.Image(label="Outfit image", type="pil", image_mode="RGB", height=160)
+                outfit_btn = gr.Button("Add outfit")
+            delete_btn = gr.Button("Delete character", variant="stop")
+            manage_status = gr.Markdown()
+
+    def refresh(sid):
+        choices = character_choices(ctx, sid)
+        return gallery_items(ctx, sid), gr.update(choices=choices, value=choices[-1][1] if choices else None)
+
+    refresh_outputs = [gallery, chosen]
+
+    analyze_btn.click(user_errors(lambda sid, p, m: analyze_photo(ctx, sid, p, m)),
+                      [session, photo, mask], [face_box, mask_view, body_crop, face_crop, face_info],
+                      api_name="analyze_character")
+
+    def on_save(sid, p, n, d, m):
+        _, message = save_character(ctx, sid, p, n, d, m)
+        return (message, *refresh(sid))
+
+    save_btn.click(user_errors(on_save), [session, photo, name, description, mask],
+                   [status, *refresh_outputs], api_name="save_character")
+
+    def on_manage(fn):
+        def handler(sid, *args):
+            message = fn(ctx, sid, *args)
+            return (message, *refresh(sid))
+        return user_errors(handler)
+
+    rename_btn.click(on_manage(rename_character), [session, chosen, new_name], [manage_status, *refresh_outputs],
+                     api_name="rename_character")
+    desc_btn.click(on_manage(redescribe_character), [session, chosen, new_desc], [manage_status, *refresh_outputs],
+                   api_name="redescribe_character")
+    delete_btn.click(on_manage(delete_character), [session, chosen], [manage_status, *refresh_outputs],
+                     api_name="delete_character")
+    outfit_btn.click(on_manage(add_outfit), [session, chosen, outfit_name, outfit_image],
+                     [manage_status, *refresh_outputs], api_name="add_outfit")
+
+    return {"refresh": (user_errors(refresh), refresh_outputs), "gallery": gallery, "chosen": chosen}

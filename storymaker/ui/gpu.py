@@ -1,0 +1,34 @@
+"""The Hugging Face Spaces GPU shim.
+
+On a ZeroGPU Space ``spaces.GPU`` attaches a GPU for the duration of each call; anywhere else the
+``spaces`` package returns the function unchanged. If ``spaces`` is not installed at all, this shim
+does the same, so the app runs everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, TypeVar
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable)
+
+
+def gpu(duration: int = 120) -> Callable[[F], F]:
+    """Decorator: ``spaces.GPU(duration=duration)`` where available, identity otherwise."""
+    try:
+        import spaces
+    except ImportError:
+        logger.debug("spaces is not installed: GPU functions run as they are")
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)
+
+
+def on_zero_gpu() -> bool:
+    """True when running on a ZeroGPU Space (as the ``spaces`` package sees it)."""
+    try:
+        from spaces.config import Config
+    except ImportError:
+        return False
+    return bool(getattr(Config, "zero_gpu", False))

@@ -1,0 +1,108 @@
+"""Poses tab: the preset library as a gallery, a skeleton preview over a panel frame, extraction of
+a pose from a photo into the project."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .common import ok, user_errors
+from .context import StudioContext
+
+logger = logging.getLogger(__name__)
+
+THUMB = 192
+
+
+def pose_items(ctx: StudioContext, sid: str) -> list[tuple[Any, str]]:
+    """(preview image, caption) for every pose: presets, then the project's own."""
+    library = ctx.poses(sid)
+    items = []
+    for pose in library.list():
+        people = f"{pose.num_people} {'person' if pose.num_people == 1 else 'people'}"
+        tag = " (project)" if pose.source == "project" else ""
+        items.append((library.preview(pose.name), f"{pose.name}: {people}{tag}"))
+    return items
+
+
+def pose_names(ctx: StudioContext, sid: str) -> list[str]:
+    return [pose.name for pose in ctx.poses(sid).list()]
+
+
+def preview_pose(ctx: StudioContext, sid: str, name: str, width, height):
+    """The pose drawn as the ControlNet sees it, at the panel's size, inside a visible frame."""
+    from PIL import ImageOps
+
+    from ..errors import PoseError
+    from ..perception.pose import render_pose
+
+    if not name:
+        raise PoseError("Choose a pose in the gallery or the list first.")
+    w, h = int(width), int(height)
+    if w % 8 or h % 8 or w <= 0 or h <= 0:
+        raise PoseError(f"Panel size {w}x{h} is not usable: use positive multiples of 8.")
+    pose = ctx.poses(sid).get(name)
+    image = render_pose(pose, w, h)
+    framed = ImageOps.expand(image, border=max(2, min(w, h) // 100), fill=(200, 200, 200))
+    info = (f"**{pose.name}**: {pose.num_people} {'person' if pose.num_people == 1 else 'people'}, "
+            f"frame {pose.width}x{pose.height} fitted into a {w}x{h} panel. "
+            f"Use it with `pose: {pose.name}` under a panel with {pose.num_people} character(s).")
+    return framed, info
+
+
+def extract_from_photo(ctx: StudioContext, sid: str, photo, name: str):
+    """Find the people in a photo and save their pose in the project."""
+    from ..errors import ImageError
+
+    if photo is None:
+        raise ImageError("Upload a photo showing the pose (whole bodies visible).")
+    pose = ctx.poses(sid).extract(photo, name)
+    return pose.name, ok(f"Saved pose **{pose.name}** with {pose.num_people} "
+                         f"{'person' if pose.num_people == 1 else 'people'}.")
+
+
+def render(ctx: StudioContext, session) -> dict[str, Any]:
+    import gradio as gr
+
+    with gr.Row():
+        with gr.Column(scale=6):
+            gallery = gr.Gallery(label="Pose library", columns=4, height=440, allow_preview=False,
+                                 object_fit="contain", elem_id="pose-gallery")
+            with gr.Accordion("Extract a pose from a photo", open=False):
+                photo = gr.Image(label="Photo", type="filepath", height=200)
+                new_name = gr.Textbox(label="Pose name (lowercase-with-dashes)", placeholder="two-people-waving")
+                extract_btn = gr.Button("Extract and save")
+                extract_status = gr.Markdown()
+        with gr.Column(scale=5):
+            chosen = gr.Dropdown(label="Pose", choices=[], interactive=True)
+            with gr.Row():
+                width = gr.Number(label="Panel width", value=ctx.settings.width, precision=0, step=8)
+                height = gr.Number(label="Panel height", value=ctx.settings.height, precision=0, step=8)
+            preview_btn = gr.Button("Preview on the panel")
+            preview = gr.Image(label="Skeleton over the panel frame", interactive=False, height=360)
+            info = gr.Markdown()
+
+    def refresh(sid):
+        names = pose_names(ctx, sid)
+        return pose_items(ctx, sid), gr.update(choices=names)
+
+    def on_select(sid, w, h, evt):
+        names = pose_names(ctx, sid)
+        name = names[evt.index]
+        image, text = preview_pose(ctx, sid, name, w, h)
+        return gr.update(value=name), image, text
+
+    on_select.__annotations__ = {"evt": gr.SelectData}
+    gallery.select(user_errors(on_select), [session, width, height], [chosen, preview, info],
+                   api_visibility="private")
+    preview_btn.click(user_errors(lambda sid, n, w, h: preview_pose(ctx, sid, n, w, h)),
+                      [session, chosen, width, height], [preview, info], api_name="preview_pose")
+
+    def on_extract(sid, p, n):
+        name, message = extract_from_photo(ctx, sid, p, n)
+        items, names = refresh(sid)
+        return message, items, gr.update(choices=pose_names(ctx, sid), value=name)
+
+    extract_btn.click(user_errors(on_extract), [session, photo, new_name], [extract_status, gallery, chosen],
+                      api_name="extract_pose")
+    return {"refresh": (user_errors(refresh), [gallery, chosen])}

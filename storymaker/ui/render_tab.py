@@ -1,0 +1,256 @@
+"""Render tab: quality preset and settings, render all / one panel / re-roll, progress per step,
+cancel, and the panels with their versions (choose one per panel)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .common import ok, user_errors, warn
+from .context import StudioContext
+from .gpu import gpu
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QualityPreset:
+    name: str
+    steps: int
+    guidance_scale: float
+    note: str
+
+
+PRESETS = (
+    QualityPreset("Quick", 12, 6.0, "a fast look at composition"),
+    QualityPreset("Standard", 25, 7.5, "the authors' demo settings"),
+    QualityPreset("High", 40, 7.5, "slower, finer detail"),
+)
+PRESET_NAMES = tuple(p.name for p in PRESETS)
+
+
+def preset(name: str) -> QualityPreset:
+    for item in PRESETS:
+        if item.name == name:
+            return item
+    return PRESETS[1]
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What the Render tab's widgets say; story and panel values in the script win over size,
+    steps and guidance here (these are the defaults)."""
+
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    ip_adapter_scale: float
+    lora_scale: float
+    controlnet_conditioning_scale: float
+    seed: int | None  # None: the story's own seeds
+
+    def overrides(self) -> dict[str, Any]:
+        return {
+            "width": int(self.width), "height": int(self.height), "steps": int(self.steps),
+            "guidance_scale": float(self.guidance_scale),
+            "ip_adapter_scale": float(self.ip_adapter_scale), "lora_scale": float(self.lora_scale),
+            "controlnet_conditioning_scale": float(self.controlnet_conditioning_scale),
+        }
+
+
+def settings_from_widgets(width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed) -> RenderSettings:
+    from ..errors import InvalidInputError
+
+    try:
+        w, h = int(width), int(height)
+    except (TypeError, ValueError):
+        raise InvalidInputError("Width and height must be whole numbers (multiples of 8).") from None
+    if w % 8 or h % 8 or w <= 0 or h <= 0:
+        raise InvalidInputError(f"Size {w}x{h} is not usable: width and height must be multiples of 8.")
+    seed_value = None if seed in (None, "", -1) or (isinstance(seed, (int, float)) and seed < 0) else int(seed)
+    return RenderSettings(w, h, int(steps), float(guidance), float(ip_scale), float(lora_scale),
+                          float(cn_scale), seed_value)
+
+
+def progress_reporter(progress: Callable[..., Any]) -> Callable[[int, int, int, int], None]:
+    """Turn the engine's ``(panel, count, step, steps)`` into a Gradio progress fraction."""
+    def report(panel: int, count: int, step: int, steps: int) -> None:
+        steps = max(1, steps)
+        fraction = (panel + min(step, steps) / steps) / max(1, count)
+        progress(fraction, desc=f"Panel {panel + 1} of {count}: step {step} of {steps}")
+    return report
+
+
+# ---------------------------------------------------------------- handlers
+
+def panel_gallery(ctx: StudioContext, sid: str) -> list[tuple[str, str]]:
+    """The selected version of every panel of the current script, in order."""
+    project = ctx.project(sid)
+    story = ctx.story(sid, strict=False)
+    count = len(story.panels) if story is not None else 0
+    items = []
+    for index in range(count):
+        version = project.selected(index)
+        if version is not None:
+            total = len(project.versions(index))
+            items.append((str(version.image_path), f"Panel {index + 1} · version {_number(project, index, version.id)} of {total}"))
+    return items
+
+
+def _number(project, index: int, version_id: str) -> int:
+    ids = [v.id for v in project.versions(index)]
+    return ids.index(version_id) + 1 if version_id in ids else 0
+
+
+def version_gallery(ctx: StudioContext, sid: str, panel_number) -> tuple[list[tuple[str, str]], str]:
+    from ..errors import InvalidInputError
+
+    index = _panel_index(panel_number)
+    project = ctx.project(sid)
+    versions = project.versions(index)
+    if not versions:
+        raise InvalidInputError(f"Panel {index + 1} has no renders yet: render it first.")
+    selected = project.selected(index)
+    items = [(str(v.image_path), f"v{n}: seed {v.seed}" + (" (chosen)" if selected and v.id == selected.id else ""))
+             for n, v in enumerate(versions, start=1)]
+    return items, f"Panel {index + 1}: {len(versions)} version(s). Click one to use it in the comic."
+
+
+def choose_version(ctx: StudioContext, sid: str, panel_number, position: int) -> str:
+    from ..errors import InvalidInputError
+
+    index = _panel_index(panel_number)
+    project = ctx.project(sid)
+    versions = project.versions(index)
+    if not 0 <= position < len(versions):
+        raise InvalidInputError("That version does not exist any more: refresh the list.")
+    project.select(index, versions[position].id)
+    return ok(f"Panel {index + 1} now uses version {position + 1} (seed {versions[position].seed}).")
+
+
+def _panel_index(panel_number) -> int:
+    from ..errors import InvalidInputError
+
+    try:
+        number = int(panel_number)
+    except (TypeError, ValueError):
+        raise InvalidInputError("Give a panel number (1 for the first panel).") from None
+    if number < 1:
+        raise InvalidInputError("Panel numbers start at 1.")
+    return number - 1
+
+
+def run_render(ctx: StudioContext, sid: str, mode: str, panel_number, options: RenderSettings,
+               progress: Callable[..., Any] | None = None) -> str:
+    """Render the story ("all"), one panel ("panel") or a new seed of one panel ("reroll").
+
+    Returns a status line (RenderReport.summary); panels that failed are named with the reason.
+    """
+    story = ctx.story(sid, strict=True)
+    engine = ctx.engine(sid, **options.overrides())
+    cancel = ctx.cancels.fresh(sid)
+    report = progress_reporter(progress) if progress is not None else None
+    if mode == "all":
+        result = engine.render_story(story, seed=options.seed, progress=report, cancel=cancel)
+        return _status(result.summary(), result.ok, engine.backend.name)
+    index = _panel_index(panel_number)
+    if mode == "panel":
+        one = engine.render_panel(story, index, seed=options.seed, progress=report, cancel=cancel)
+    else:
+        one = engine.reroll(story, index, progress=report, cancel=cancel)
+    if one.ok:
+        return _status(f"Panel {index + 1} rendered (seed {one.seed}).", True, engine.backend.name)
+    return _status(f"Panel {index + 1}: {one.error}", False, engine.backend.name)
+
+
+def _status(text: str, good: bool, backend: str) -> str:
+    suffix = f" (backend: {backend})"
+    return ok(text + suffix) if good else warn(text + suffix)
+
+
+def cancel_render(ctx: StudioContext, sid: str) -> str:
+    if ctx.cancels.cancel(sid):
+        return warn("Cancelling: the current step finishes, finished panels are kept.")
+    return "Nothing is rendering."
+
+
+# ---------------------------------------------------------------- layout
+
+def render(ctx: StudioContext, session) -> dict[str, Any]:
+    import gradio as gr
+
+    s = ctx.settings
+    with gr.Row():
+        with gr.Column(scale=4):
+            quality = gr.Radio(list(PRESET_NAMES), value="Standard", label="Quality")
+            with gr.Row():
+                width = gr.Number(label="Width", value=s.width, precision=0, step=8, minimum=64)
+                height = gr.Number(label="Height", value=s.height, precision=0, step=8, minimum=64)
+            steps = gr.Slider(1, 80, value=s.steps, step=1, label="Steps")
+            guidance = gr.Slider(1.0, 15.0, value=s.guidance_scale, step=0.5, label="Guidance")
+            with gr.Accordion("Character and pose strength", open=False):
+                ip_scale = gr.Slider(0.0, 1.5, value=s.ip_adapter_scale, step=0.05, label="Character likeness (IP-Adapter scale)")
+                lora_scale = gr.Slider(0.0, 1.5, value=s.lora_scale, step=0.05, label="LoRA scale")
+                cn_scale = gr.Slider(0.0, 1.5, value=s.controlnet_conditioning_scale, step=0.05, label="Pose strength (ControlNet scale)")
+            seed = gr.Number(label="Seed (-1: the story's seeds)", value=-1, precision=0)
+            gr.Markdown("Values in the script (`size:`, `steps:`, `seed:` ...) take precedence.")
+        with gr.Column(scale=8):
+            with gr.Row():
+                render_all = gr.Button("Render all panels", variant="primary", scale=2)
+                panel_number = gr.Number(label="Panel", value=1, precision=0, minimum=1, scale=1, min_width=80)
+                render_one = gr.Button("Render panel N", scale=1)
+                reroll = gr.Button("Re-roll panel N", scale=1)
+                cancel = gr.Button("Cancel", variant="stop", scale=1)
+            status = gr.Markdown(elem_id="render-status")
+            panels = gr.Gallery(label="Panels (the chosen version of each)", columns=3, height=420,
+                                object_fit="contain", buttons=["download", "fullscreen"], elem_id="panels")
+            with gr.Accordion("Versions of panel N", open=False):
+                show_versions = gr.Button("Show the versions of panel N")
+                versions = gr.Gallery(label="Versions", columns=5, height=200, allow_preview=False)
+                versions_status = gr.Markdown()
+
+    def on_preset(name):
+        p = preset(name)
+        return p.steps, p.guidance_scale
+
+    quality.change(on_preset, [quality], [steps, guidance], api_visibility="private")
+
+    widgets = [width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed]
+
+    def make_handler(mode: str):
+        @gpu(duration=180)
+        def handler(sid, number, w, h, st, g, ip, lo, cn, sd, progress=gr.Progress()):
+            options = settings_from_widgets(w, h, st, g, ip, lo, cn, sd)
+            message = run_render(ctx, sid, mode, number, options, progress)
+            return message, panel_gallery(ctx, sid)
+        handler.__name__ = f"render_{mode}"
+        return user_errors(handler)
+
+    outputs = [status, panels]
+    for button, mode in ((render_all, "all"), (render_one, "panel"), (reroll, "reroll")):
+        button.click(make_handler(mode), [session, panel_number, *widgets], outputs,
+                     concurrency_limit=1, concurrency_id="gpu", api_name=f"render_{mode}")
+    cancel.click(user_errors(lambda sid: cancel_render(ctx, sid)), [session], [status],
+                 queue=False, api_name="cancel_render")
+
+    def on_versions(sid, number):
+        return version_gallery(ctx, sid, number)
+
+    show_versions.click(user_errors(on_versions), [session, panel_number], [versions, versions_status],
+                        api_name="panel_versions")
+
+    def on_choose(sid, number, evt):
+        message = choose_version(ctx, sid, number, evt.index)
+        items, _ = version_gallery(ctx, sid, number)
+        return message, items, panel_gallery(ctx, sid)
+
+    on_choose.__annotations__ = {"evt": gr.SelectData}  # real class: this module's annotations are strings
+    versions.select(user_errors(on_choose), [session, panel_number], [versions_status, versions, panels],
+                    api_visibility="private")
+
+    def refresh(sid):
+        return panel_gallery(ctx, sid)
+
+    return {"refresh": (user_errors(refresh), [panels])}
