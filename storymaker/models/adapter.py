@@ -174,6 +174,16 @@ class StoryMakerAdapter(nn.Module):
         self.ip_adapter = nn.ModuleList(processors.values())
         self.fused_scale: float | None = None
 
+    @property
+    def device(self) -> torch.device:
+        """Device of the image projection (diffusers pipelines ask every component for it)."""
+        return self.image_proj.bg_embed.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the image projection (diffusers pipelines ask every component for it)."""
+        return self.image_proj.bg_embed.dtype
+
     # ---- construction -------------------------------------------------------------------
 
     @classmethod
