@@ -1,0 +1,472 @@
+"""Compose comic pages from rendered panels and export them as PNG and PDF.
+
+``render_comic(panels, options)`` lays panels out (``domain/layout.py``), fills each slot without
+distortion, letters captions and speech bubbles (``domain/lettering.py``) and returns
+:class:`ComicPage` objects (the raster page plus its geometry). ``export_png`` writes one PNG per
+page (one long PNG for strip, grid and scroll layouts) with each panel's seed, prompt and model ids
+in PNG text chunks; ``export_pdf`` writes a PDF with reportlab: panel images as JPEG, lettering as
+real (selectable, searchable) text in embedded TrueType fonts, title and author in the metadata.
+
+File names come from the title, sanitised (``the-lighthouse-keeper.pdf``,
+``the-lighthouse-keeper-page-01.png``). Nothing is overwritten unless ``overwrite=True``: an
+existing target raises :class:`ExportError` before anything is written.
+
+Demo: ``python -m storymaker.services.export --demo OUT_DIR`` writes a sample comic in every layout.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..domain.layout import LayoutOptions, PageLayout, Placement, Rect, compute_layout, place_image
+from ..domain.lettering import (
+    Balloon,
+    FontChain,
+    LetteringOptions,
+    SpeakerAnchor,
+    TextLine,
+    anchors_for_panel,
+    default_chain,
+    draw_balloons,
+    draw_title,
+    plan_lettering,
+    title_line,
+)
+from ..domain.story import Dialogue
+from ..errors import InvalidInputError, StoryMakerError
+from ..fsutil import atomic_write_bytes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+    from ..domain.poses import Pose
+    from ..domain.story import Panel
+
+log = logging.getLogger(__name__)
+
+SOFTWARE = "StoryMaker Studio"
+PANEL_KEY = "storymaker:panel:{n}"  # PNG text chunk per panel (1-based), JSON
+
+
+class ExportError(StoryMakerError):
+    """An export cannot be written (target exists, nothing to export, unwritable folder)."""
+
+
+@dataclass(frozen=True)
+class ComicPanel:
+    """One panel to put on a page: its selected image and its lettering.
+
+    ``metadata`` (seed, prompt, model ids, ...) is written, as JSON, into the PNG text chunks.
+    """
+
+    image: "Image.Image"
+    caption: str | None = None
+    dialogue: tuple[Dialogue, ...] = ()
+    anchors: tuple[SpeakerAnchor, ...] = ()
+    metadata: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def from_story_panel(cls, panel: "Panel", image: "Image.Image", pose: "Pose | None" = None,
+                         metadata: dict | None = None) -> "ComicPanel":
+        """Build from a script panel, its image and (optionally) its pose, which places the heads."""
+        meta = {"prompt": panel.prompt, "seed": panel.seed}
+        meta.update(metadata or {})
+        return cls(image, panel.caption, tuple(panel.dialogue), anchors_for_panel(panel, pose), meta)
+
+
+@dataclass(frozen=True)
+class ComicPage:
+    """A composed page: the raster image and the geometry the PDF re-draws as vectors and text."""
+
+    image: "Image.Image"
+    layout: PageLayout
+    placements: tuple[tuple[int, Placement], ...]  # (panel index, how its image fills the slot)
+    balloons: tuple[Balloon, ...]
+    title: tuple[TextLine, float] | None = None  # (line, size in pixels)
+    author: str = ""
+
+
+def _lettering_for(options: LayoutOptions, lettering: LetteringOptions | None) -> LetteringOptions:
+    lettering = lettering or LetteringOptions()
+    return lettering if lettering.dpi == options.dpi else replace(lettering, dpi=options.dpi)
+
+
+def _check_panels(panels: Sequence[ComicPanel]) -> None:
+    if not panels:
+        raise ExportError("There are no panels to export: render at least one panel first.")
+    for i, panel in enumerate(panels):
+        image = getattr(panel, "image", None)
+        if image is None or not hasattr(image, "size") or min(image.size) <= 0:
+            raise InvalidInputError(f"Panel {i + 1} has no image: render it (or remove it) first.")
+
+
+def _crop_resize(image: "Image.Image", placement: Placement) -> "Image.Image":
+    from PIL import Image
+
+    iw, ih = image.size
+    l, t, r, b = placement.crop
+    box = (l * iw, t * ih, r * iw, b * ih)
+    left, top, right, bottom = placement.dest.rounded()
+    size = (max(1, right - left), max(1, bottom - top))
+    return image.convert("RGB").resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+
+
+def _heads(panel: ComicPanel, placement: Placement) -> dict[str, tuple[float, float]]:
+    out = {}
+    d = placement.dest
+    for anchor in panel.anchors:
+        if anchor.head is None:
+            continue
+        x, y = placement.to_dest(*anchor.head)
+        out[anchor.name] = (min(max(x, d.x), d.right), min(max(y, d.y), d.bottom))
+    return out
+
+
+def render_comic(panels: Sequence[ComicPanel], options: LayoutOptions | None = None,
+                 lettering: LetteringOptions | None = None, *, title: str | None = None,
+                 author: str = "") -> list[ComicPage]:
+    """Lay out, fill and letter every page. ``title`` overrides ``options.title``."""
+    from PIL import Image, ImageDraw
+
+    options = options or LayoutOptions()
+    if title is not None:
+        options = replace(options, title=title)
+    _check_panels(panels)
+    letter = _lettering_for(options, lettering)
+    regular, bold = default_chain(False), default_chain(True)
+    layouts = compute_layout([p.image.size[0] / p.image.size[1] for p in panels], options)
+    border = options.px(options.border)
+    pages = []
+    for layout in layouts:
+        page = Image.new("RGB", (layout.width, layout.height), options.background)
+        draw = ImageDraw.Draw(page)
+        placements, balloons = [], []
+        for slot in layout.slots:
+            panel = panels[slot.panel]
+            aspect = panel.image.size[0] / panel.image.size[1]
+            placement = place_image(aspect, slot.rect, options.fit)
+            left, top, right, bottom = placement.dest.rounded()
+            page.paste(_crop_resize(panel.image, placement), (left, top))
+            if border > 0:
+                w = max(1, round(border))
+                draw.rectangle((left - w, top - w, right + w - 1, bottom + w - 1), outline=letter.ink,
+                               width=w)
+            placements.append((slot.panel, placement))
+            balloons.extend(plan_lettering(placement.dest, panel.caption, panel.dialogue,
+                                           panel.anchors, _heads(panel, placement), letter,
+                                           regular, bold))
+        draw_balloons(page, balloons, letter, regular, bold)
+        title_info = None
+        if layout.title_box is not None:
+            title_info = title_line(layout.title_box, options.title, layout.title_box.h / 1.9, bold)
+            draw_title(page, layout.title_box, options.title, letter, layout.title_box.h / 1.9, bold)
+        pages.append(ComicPage(page, layout, tuple(placements), tuple(balloons), title_info, author))
+    return pages
+
+
+def render_pages(panels: Sequence[ComicPanel], options: LayoutOptions | None = None,
+                 lettering: LetteringOptions | None = None, *, title: str | None = None,
+                 author: str = "") -> list["Image.Image"]:
+    """The page images only (see :func:`render_comic`)."""
+    return [p.image for p in render_comic(panels, options, lettering, title=title, author=author)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def safe_filename(title: str, default: str = "comic", max_len: int = 80) -> str:
+    """A portable file stem from a title: ASCII letters, digits and dashes, lower case."""
+    text = unicodedata.normalize("NFKD", title or "").encode("ascii", "ignore").decode("ascii")
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:max_len].strip("-")
+    return stem or default
+
+
+def _targets_free(paths: Sequence[Path], overwrite: bool) -> None:
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise ExportError(
+            f"Not overwriting {', '.join(existing)}: choose another title or folder, or ask for "
+            "overwrite (overwrite=True, --overwrite)."
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str, ensure_ascii=False))
+
+
+def _png_bytes(page: ComicPage, panels: Sequence[ComicPanel], title: str) -> bytes:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    if title:
+        info.add_text("Title", title)
+    if page.author:
+        info.add_text("Author", page.author)
+    info.add_text("Software", SOFTWARE)
+    info.add_text("storymaker:page", json.dumps({"page": page.layout.number,
+                                                 "panels": [i + 1 for i, _ in page.placements]}))
+    for index, _ in page.placements:
+        record = {"panel": index + 1, **_jsonable(panels[index].metadata)}
+        info.add_text(PANEL_KEY.format(n=index + 1), json.dumps(record, ensure_ascii=False))
+    buf = io.BytesIO()
+    page.image.save(buf, format="PNG", pnginfo=info, optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def export_png(panels: Sequence[ComicPanel], out_dir: str | Path,
+               options: LayoutOptions | None = None, lettering: LetteringOptions | None = None, *,
+               title: str | None = None, author: str = "", overwrite: bool = False,
+               filename: str | None = None) -> list[Path]:
+    """Write the comic as PNG: ``<stem>-page-NN.png`` per page for ``pages``, else ``<stem>.png``."""
+    options = options or LayoutOptions()
+    title = options.title if title is None else title
+    stem = safe_filename(filename or title)
+    pages = render_comic(panels, options, lettering, title=title, author=author)
+    out_dir = Path(out_dir)
+    if options.kind == "pages":
+        paths = [out_dir / f"{stem}-page-{p.layout.number:02d}.png" for p in pages]
+    else:
+        paths = [out_dir / f"{stem}.png"]
+    _targets_free(paths, overwrite)
+    for page, path in zip(pages, paths):
+        atomic_write_bytes(path, _png_bytes(page, panels, title))
+    log.info("Wrote %d PNG file(s) to %s", len(paths), out_dir)
+    return paths
+
+
+def read_png_metadata(path: str | Path) -> dict[str, str]:
+    """The text chunks of a PNG (what :func:`export_png` wrote)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return dict(getattr(image, "text", {}) or {})
+
+
+def _register_fonts(chains: Sequence[FontChain]) -> None:
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    registered = set(pdfmetrics.getRegisteredFontNames())
+    for chain in chains:
+        for name, path in zip(chain.names, chain.paths):
+            if name not in registered:
+                pdfmetrics.registerFont(TTFont(name, str(path)))
+                registered.add(name)
+
+
+def _pdf_text(canvas, line: TextLine, size_px: float, chain: FontChain, k: float, page_h: float,
+              color: str) -> None:
+    """Real text: one text object per line, one font per run (the same fallback as the PNG)."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    size = size_px * k
+    runs = chain.runs(line.text)
+    width = sum(stringWidth(run, chain.names[i], size) for i, run in runs)
+    x = (line.x + line.width / 2) * k - width / 2  # centre with reportlab's own widths
+    text = canvas.beginText(x, page_h - line.baseline * k)
+    text.setFillColor(color)
+    for index, run in runs:
+        text.setFont(chain.names[index], size)
+        text.textOut(run)
+    canvas.drawText(text)
+
+
+def _pdf_balloon(canvas, balloon: Balloon, k: float, page_h: float, o: LetteringOptions) -> None:
+    def pt(p: tuple[float, float]) -> tuple[float, float]:
+        return (p[0] * k, page_h - p[1] * k)
+
+    b = balloon.box
+    x0, y1 = pt((b.x, b.y))
+    x1, y0 = pt((b.right, b.bottom))
+    fill = o.caption_fill if balloon.kind == "caption" else o.bubble_fill
+
+    def shape(path) -> None:
+        if balloon.kind == "caption":
+            path.rect(x0, y0, x1 - x0, y1 - y0)
+        else:
+            path.ellipse(x0, y0, x1 - x0, y1 - y0)
+        if balloon.tail:
+            pts = [pt(p) for p in balloon.tail]
+            path.moveTo(*pts[0])
+            for p in pts[1:]:
+                path.lineTo(*p)
+            path.close()
+
+    # Outline of the union: stroke both shapes twice as thick, then fill them without a stroke.
+    canvas.saveState()
+    canvas.setStrokeColor(o.ink)
+    canvas.setLineJoin(1)
+    canvas.setLineWidth(2 * o.line_width)  # points
+    path = canvas.beginPath()
+    shape(path)
+    canvas.drawPath(path, stroke=1, fill=0)
+    canvas.setFillColor(fill)
+    path = canvas.beginPath()
+    shape(path)
+    canvas.drawPath(path, stroke=0, fill=1, fillMode=1)  # non-zero winding: a union
+    canvas.restoreState()
+
+
+def export_pdf(panels: Sequence[ComicPanel], out_dir: str | Path,
+               options: LayoutOptions | None = None, lettering: LetteringOptions | None = None, *,
+               title: str | None = None, author: str = "", overwrite: bool = False,
+               filename: str | None = None, jpeg_quality: int | None = None) -> Path:
+    """Write ``<stem>.pdf``: one PDF page per comic page (strip, grid, scroll: one long page)."""
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen.canvas import Canvas
+
+    options = options or LayoutOptions()
+    title = options.title if title is None else title
+    quality = int(jpeg_quality or options.jpeg_quality)
+    if not 1 <= quality <= 95:
+        raise InvalidInputError(f"jpeg_quality={quality}: use 1 to 95 (85 is typical).")
+    path = Path(out_dir) / f"{safe_filename(filename or title)}.pdf"
+    _targets_free([path], overwrite)
+    pages = render_comic(panels, options, lettering, title=title, author=author)
+    letter = _lettering_for(options, lettering)
+    regular, bold = default_chain(False), default_chain(True)
+    _register_fonts([regular, bold])
+    k = 72.0 / options.dpi  # pixels -> points
+    buf = io.BytesIO()
+    canvas = Canvas(buf, pagesize=(pages[0].layout.width * k, pages[0].layout.height * k),
+                    pageCompression=1)
+    canvas.setTitle(title or "Comic")
+    canvas.setAuthor(author or "")
+    canvas.setCreator(SOFTWARE)
+    canvas.setProducer(SOFTWARE)
+    canvas.setSubject("A comic made with StoryMaker Studio")
+    for page in pages:
+        page_w, page_h = page.layout.width * k, page.layout.height * k
+        canvas.setPageSize((page_w, page_h))
+        for index, placement in page.placements:
+            image = _crop_resize(panels[index].image, placement)
+            jpeg = io.BytesIO()
+            image.save(jpeg, format="JPEG", quality=quality, optimize=True)
+            jpeg.seek(0)
+            d = placement.dest
+            canvas.drawImage(ImageReader(jpeg), d.x * k, page_h - d.bottom * k, d.w * k, d.h * k)
+            if options.border > 0:
+                canvas.setStrokeColor(letter.ink)
+                canvas.setLineWidth(options.border)
+                half = options.border / 2
+                canvas.rect(d.x * k - half, page_h - d.bottom * k - half, d.w * k + 2 * half,
+                            d.h * k + 2 * half, stroke=1, fill=0)
+        for balloon in page.balloons:
+            _pdf_balloon(canvas, balloon, k, page_h, letter)
+            chain = bold if balloon.bold else regular
+            for line in balloon.lines:
+                _pdf_text(canvas, line, balloon.font_size, chain, k, page_h, letter.ink)
+        if page.title is not None:
+            line, size = page.title
+            _pdf_text(canvas, line, size, bold, k, page_h, letter.ink)
+        canvas.showPage()
+    canvas.save()
+    atomic_write_bytes(path, buf.getvalue())
+    log.info("Wrote %s (%d pages, %d bytes)", path, len(pages), len(buf.getvalue()))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# A sample comic (the demo below and the tests): coloured panels with drawn figures.
+
+
+def sample_panel_image(size: tuple[int, int], color: tuple[int, int, int],
+                       heads: Sequence[tuple[float, float]] = ()) -> "Image.Image":
+    """A flat-coloured panel with a horizon and one stick figure per head (normalised 0..1)."""
+    from PIL import Image, ImageDraw
+
+    w, h = size
+    image = Image.new("RGB", size, color)
+    draw = ImageDraw.Draw(image)
+    ground = tuple(max(0, c - 60) for c in color)
+    draw.rectangle((0, int(h * 0.78), w, h), fill=ground)
+    r = max(4, int(min(w, h) * 0.07))
+    lw = max(2, r // 4)
+    for hx, hy in heads:
+        cx, cy = hx * w, hy * h
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(250, 220, 190), outline=(30, 30, 30),
+                     width=lw)
+        neck, hip = cy + r, cy + r + 3.2 * r
+        draw.line((cx, neck, cx, hip), fill=(30, 30, 30), width=lw)
+        draw.line((cx - 1.6 * r, neck + r, cx + 1.6 * r, neck + r), fill=(30, 30, 30), width=lw)
+        draw.line((cx, hip, cx - r, hip + 2.6 * r), fill=(30, 30, 30), width=lw)
+        draw.line((cx, hip, cx + r, hip + 2.6 * r), fill=(30, 30, 30), width=lw)
+    return image
+
+
+def sample_panels() -> list[ComicPanel]:
+    """Six panels of mixed aspects with captions (Latin, Cyrillic, Chinese) and dialogue."""
+    ids = {"base_model": "stabilityai/stable-diffusion-xl-base-1.0",
+           "adapter_model": "RED-AIGC/StoryMaker", "backend": "sample"}
+
+    def panel(size, color, heads, caption, lines, slots, seed, prompt):
+        anchors = tuple(
+            SpeakerAnchor(name, heads[slot] if slot < len(heads) and slot >= 0 else None, slot,
+                          max(1, len(heads)))
+            for name, slot in slots
+        )
+        return ComicPanel(sample_panel_image(size, color, heads), caption,
+                          tuple(Dialogue(n, t) for n, t in lines), anchors,
+                          {"seed": seed, "prompt": prompt, **ids})
+
+    return [
+        panel((960, 1280), (120, 160, 210), [(0.5, 0.45)],
+              "Every night, Mara climbed to the lighthouse.", [], [], 101,
+              "[Mara] stands on a rocky cliff at dusk"),
+        panel((960, 1280), (200, 170, 120), [(0.3, 0.5), (0.7, 0.48)], None,
+              [("Mara", "You came back."), ("Theo", "I always do. The storm can't keep me away.")],
+              [("Mara", 0), ("Theo", 1)], 102, "[Mara] and [Theo] drink tea beside the great lamp"),
+        panel((1280, 768), (90, 110, 140), [(0.6, 0.42)], "Буря не утихала всю ночь.",
+              [("Theo", "Hold on!")], [("Theo", 0)], 103, "[Theo] rows a small boat through the storm"),
+        panel((1024, 1024), (230, 200, 160), [], "灯塔的光穿过了雾。", [("Mara", "Theo? Is that you?")],
+              [("Mara", -1)], 104, "an empty beach at dawn, seagulls over the water"),
+        panel((768, 1024), (170, 200, 170), [(0.35, 0.4), (0.72, 0.42)], None,
+              [("Theo", "I brought you something."), ("Mara", "A compass?"),
+               ("Theo", "So you always find your way home.")],
+              [("Theo", 0), ("Mara", 1)], 105, "[Theo] gives [Mara] a compass"),
+        panel((1280, 720), (250, 190, 140), [(0.25, 0.5), (0.75, 0.5)], "The end.",
+              [("Mara", "Goodnight, Theo.")], [("Mara", 0)], 106,
+              "[Mara] and [Theo] watch the sunrise"),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m storymaker.services.export --demo OUT_DIR``: write the sample comic."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m storymaker.services.export")
+    parser.add_argument("--demo", metavar="OUT_DIR", required=True,
+                        help="write the sample comic (PNG pages, strip, grid, scroll, PDF) here")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    panels = sample_panels()
+    out = Path(args.demo)
+    title, author = "The Lighthouse Keeper", "StoryMaker Studio demo"
+    written: list[Path] = []
+    try:
+        for kind, extra in (("pages", {}), ("strip", {}), ("grid", {"columns": 3}), ("scroll", {})):
+            opts = LayoutOptions(kind=kind, title=title, **extra)
+            stem = f"demo-{kind}"
+            written += export_png(panels, out, opts, author=author, filename=stem,
+                                  overwrite=args.overwrite)
+        written.append(export_pdf(panels, out, LayoutOptions(kind="pages", title=title),
+                                  author=author, filename="demo-pages", overwrite=args.overwrite))
+    except StoryMakerError as err:
+        print(f"error: {err}")
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
