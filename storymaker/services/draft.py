@@ -29,10 +29,14 @@ _FONT_DIR = Path(__file__).resolve().parents[2] / "assets" / "fonts"
 
 @functools.lru_cache(maxsize=32)
 def load_font(size: int) -> ImageFont.ImageFont:
-    """A TrueType font at ``size`` px: the first TTF in ``assets/fonts``, else Pillow's default."""
+    """A TrueType font at ``size`` px: DejaVu Sans from ``assets/fonts`` (wide coverage), another
+    TTF there, else Pillow's default."""
     size = max(6, int(size))
     if _FONT_DIR.is_dir():
-        for path in sorted(_FONT_DIR.glob("*.ttf")):
+        candidates = [_FONT_DIR / "DejaVuSans.ttf", *sorted(_FONT_DIR.glob("*.ttf"))]
+        for path in candidates:
+            if not path.is_file():
+                continue
             try:
                 return ImageFont.truetype(str(path), size)
             except OSError:
@@ -78,7 +82,7 @@ def _positions(job: "PanelJob") -> list[tuple[float, float]]:
     spread = [((i + 1) * job.width / (n + 1), job.height * 0.42) for i in range(n)]
     if job.pose is None:
         return spread
-    from ..perception.pose import head_position
+    from ..domain.poses import head_position
 
     out = []
     for i in range(n):

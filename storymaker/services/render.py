@@ -342,14 +342,31 @@ class DiffusionBackend:
         self.name = name
         self.settings = settings
         self.label = label
-        self._loader = loader
+        self._loader = self._quiet(loader)
         self._key = key if key is not None else pipeline_key(settings, name)
         self._cache = cache
         self._model_ids = dict(model_ids or {})
 
+    @staticmethod
+    def _quiet(loader: Callable[[], Any]) -> Callable[[], Any]:
+        """The loader, with diffusers' own progress bar off (the engine reports progress)."""
+
+        def load():
+            pipeline = loader()
+            if hasattr(pipeline, "set_progress_bar_config"):
+                pipeline.set_progress_bar_config(disable=True)
+            return pipeline
+
+        return load
+
     @property
     def key(self) -> Hashable:
         return self._key
+
+    @property
+    def loaded(self) -> bool:
+        """Whether this backend's pipeline is in the cache already."""
+        return self._key in self._cache
 
     def entry(self) -> _PipelineEntry:
         return self._cache.entry(self._key, self._loader)
@@ -374,7 +391,7 @@ class DiffusionBackend:
         def step_end(pipe, step: int, timestep, tensors: dict) -> dict:
             on_step(step + 1, job.steps)
             if cancel is not None and cancel.is_set():
-                pipe._interrupt = True  # diffusers' documented way to stop after this step
+                return {"interrupt": True}  # the pipeline stops after this step
             return {}
 
         try:
@@ -405,7 +422,7 @@ class DiffusionBackend:
             logger.warning("out of memory on panel %d: %s", job.index + 1, err)
             _free_cuda_memory()
             raise GPUOutOfMemoryError(oom_message(job)) from None
-        if cancel is not None and cancel.is_set():
+        if getattr(output, "interrupted", False) or (cancel is not None and cancel.is_set()):
             raise RenderCancelled("Render cancelled during this panel; it was not kept.")
         images = getattr(output, "images", output)
         image = images[0]
@@ -464,12 +481,18 @@ class DraftBackend:
 
 
 def _thumbnail(registry: Any, name: str) -> Image.Image | None:
-    """The character's face crop (or photo) for a draft, or None when there is none."""
+    """The character's face crop (else its photo) for a draft, or None when there is none."""
     if registry is None:
         return None
-    getter = getattr(registry, "thumbnail", None)
-    if callable(getter):
-        return getter(name)
+    from pathlib import Path
+
+    character = registry.get(name)
+    folder = Path(registry.folder(character.id))
+    for filename in (character.face_crop_file, character.photo_file):
+        path = folder / filename
+        if filename and path.is_file():
+            with Image.open(path) as im:
+                return im.convert("RGB")
     return None
 
 
@@ -576,13 +599,10 @@ class RenderEngine:
             raise PoseError(
                 f"Panel {index + 1} asks for pose {panel.pose!r} but no pose library is available."
             )
+        from ..domain.poses import check_pose_for_panel
+
         pose = self.poses.get(panel.pose)
-        if pose.num_people != len(panel.characters):
-            raise PoseError(
-                f"Panel {index + 1}: pose {pose.name!r} has {pose.num_people} "
-                f"{'person' if pose.num_people == 1 else 'people'} but the panel has "
-                f"{len(panel.characters)} character(s); pick a pose with as many people as characters."
-            )
+        check_pose_for_panel(pose, len(panel.characters), panel.characters)
         return pose
 
     def _model_prompt(self, story: Story, panel: Panel) -> str:

@@ -1,0 +1,320 @@
+"""The services container the app and the CLI get (InvokeAI style: interfaces + implementations).
+
+``build_services(settings)`` picks the render backend ("auto": StoryMaker when CUDA and the weights
+are there, else draft with a reason the UI shows), the perception components (real insightface /
+rembg / CLIP, or the labelled tiny stand-ins for the ``tiny`` backend), and hands out per-project
+objects: the character registry, the pose library and the render engine. Tests inject fakes or tiny
+real components through the keyword arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import Settings
+from ..errors import ConfigError
+from .render import PIPELINES, DiffusionBackend, DraftBackend, PipelineCache, RenderBackend, RenderEngine
+
+logger = logging.getLogger(__name__)
+
+TINY_LABEL = "TINY MODEL"
+
+
+@dataclass(frozen=True)
+class Perception:
+    """Face analysis, person segmentation and the CLIP image encoder used to register characters.
+
+    Each is a zero-argument factory called on first use (the real models load lazily).
+    ``label`` says what they are when they are not the real models (shown with their results).
+    """
+
+    face_analyzer: Callable[[], Any]
+    segmenter: Callable[[], Any]
+    image_encoder: Callable[[], Any]
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend in use and, when it is not the real model, why and how to enable it."""
+
+    name: str
+    reason: str = ""
+
+
+# ----------------------------------------------------------------------------------------------
+# Backend choice
+
+
+def missing_weights(settings: Settings) -> list[str]:
+    """The model weights "storymaker" needs that are not on this machine (no network access)."""
+    from ..models import weights
+
+    return weights.missing(settings)
+
+
+def choose_backend(settings: Settings, requested: str | None = None) -> BackendChoice:
+    """Resolve "auto" (and report why the real model is not used)."""
+    name = requested or settings.backend
+    if name != "auto":
+        if name == "draft":
+            return BackendChoice("draft", "Draft mode: panels are storyboard sketches, not renders.")
+        if name == "tiny":
+            return BackendChoice(
+                "tiny",
+                "Tiny model: random weights for tests and smoke runs; images are meaningless "
+                "(marked TINY MODEL).",
+            )
+        return BackendChoice(name)
+    reasons = []
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if not has_cuda:
+        reasons.append("no CUDA GPU is available")
+    missing = missing_weights(settings)
+    if missing:
+        reasons.append("model weights are missing: " + ", ".join(missing))
+    if not reasons:
+        return BackendChoice("storymaker")
+    return BackendChoice(
+        "draft",
+        "Draft mode (storyboard sketches) because " + " and ".join(reasons) + ". Rendering needs an "
+        "NVIDIA GPU with about 16 GB of memory and the weights: run `python -m storymaker download` "
+        "(or set STORYMAKER_BASE_MODEL / STORYMAKER_ADAPTER_MODEL / STORYMAKER_IMAGE_ENCODER to local "
+        "folders), then restart with STORYMAKER_BACKEND=storymaker or auto.",
+    )
+
+
+def _storymaker_backend(settings: Settings, cache: PipelineCache) -> DiffusionBackend:
+    def load():
+        from ..models.pipeline import StoryMakerPipeline
+
+        return StoryMakerPipeline.from_settings(settings)
+
+    return DiffusionBackend(
+        "storymaker",
+        settings,
+        load,
+        cache=cache,
+        model_ids={
+            "base_model": settings.base_model,
+            "adapter": f"{settings.adapter_model}/{settings.adapter_filename}",
+            "image_encoder": settings.image_encoder,
+            "controlnet_pose": settings.controlnet_pose,
+            "extra_loras": settings.extra_loras,
+        },
+    )
+
+
+def tiny_backend(settings: Settings, cache: PipelineCache = PIPELINES) -> DiffusionBackend:
+    """The real pipeline code on tiny random weights (with a pose ControlNet), labelled."""
+
+    def load():
+        from ..models.tiny import tiny_pipeline
+
+        return tiny_pipeline(with_controlnet=True)
+
+    return DiffusionBackend(
+        "tiny",
+        settings,
+        load,
+        cache=cache,
+        label=TINY_LABEL,
+        model_ids={"base_model": "tiny-random-sdxl", "adapter": "tiny-random-storymaker",
+                   "image_encoder": "tiny-random-clip", "controlnet_pose": "tiny-random-controlnet"},
+    )
+
+
+def make_backend(name: str, settings: Settings, cache: PipelineCache = PIPELINES) -> RenderBackend:
+    if name == "draft":
+        return DraftBackend(settings)
+    if name == "tiny":
+        return tiny_backend(settings, cache)
+    if name == "storymaker":
+        return _storymaker_backend(settings, cache)
+    raise ConfigError(f"Unknown backend {name!r}: use storymaker, draft, tiny or auto.")
+
+
+# ----------------------------------------------------------------------------------------------
+# Perception
+
+
+def tiny_perception(backend: DiffusionBackend | None = None) -> Perception:
+    """The labelled stand-ins: deterministic face analysis and segmentation, and the tiny CLIP
+    encoder (the tiny pipeline's own instance when it is loaded: the same seeded weights)."""
+    from ..perception import standins
+
+    def encoder():
+        from ..perception.clip import TINY_ENCODER_NAME, ClipImageEncoder, tiny_clip_encoder
+
+        if backend is not None and backend.loaded:
+            return ClipImageEncoder(backend.entry().pipeline.image_encoder, name=TINY_ENCODER_NAME)
+        return tiny_clip_encoder()
+
+    return Perception(
+        face_analyzer=standins.StandInFaceAnalyzer,
+        segmenter=standins.StandInSegmenter,
+        image_encoder=encoder,
+        label="tiny stand-ins (not real face analysis or segmentation)",
+    )
+
+
+def real_perception(settings: Settings, backend: DiffusionBackend | None = None) -> Perception:
+    """insightface, rembg and the CLIP image encoder named in the settings (loaded on first use).
+
+    With the ``storymaker`` backend the registry uses the pipeline's own image encoder (the weights
+    are in memory once); otherwise the encoder loads from ``settings.image_encoder``."""
+    from ..perception.clip import shared_image_encoder
+    from ..perception.face import shared_face_analyzer
+    from ..perception.segment import shared_segmenter
+
+    def encoder():
+        if backend is not None:
+            return shared_image_encoder(settings, model=backend.entry().pipeline.image_encoder)
+        return shared_image_encoder(settings)
+
+    return Perception(
+        face_analyzer=lambda: shared_face_analyzer(settings),
+        segmenter=lambda: shared_segmenter(settings),
+        image_encoder=encoder,
+    )
+
+
+class _Lazy:
+    """Calls a factory once, on first use, thread-safely."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self._factory = factory
+        self._value: Any = None
+        self._done = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Any:
+        with self._lock:
+            if not self._done:
+                self._value = self._factory()
+                self._done = True
+            return self._value
+
+
+# ----------------------------------------------------------------------------------------------
+# The container
+
+
+@dataclass
+class Services:
+    """What the app and the CLI share: settings, the backend, perception, per-project services."""
+
+    settings: Settings
+    backend: RenderBackend
+    choice: BackendChoice
+    perception: Perception
+    _registries: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def backend_reason(self) -> str:
+        """The banner text: why rendering is not the real model, and how to enable it ("" if it is)."""
+        return self.choice.reason
+
+    # -- projects ------------------------------------------------------------------------------
+
+    @property
+    def storage(self):
+        from . import storage
+
+        return storage
+
+    @property
+    def export(self):
+        from . import export
+
+        return export
+
+    def open_project(self, path: str | Path, *, create: bool = True, title: str = ""):
+        """Open the project at ``path`` (created when absent and ``create``)."""
+        from .storage import PROJECT_FILE, Project
+
+        path = Path(path)
+        if (path / PROJECT_FILE).exists() or not create:
+            return Project.open(path)
+        return Project.create(path, title=title)
+
+    def character_registry(self, project):
+        """The project's CharacterRegistry: one instance per project folder, so that its
+        conditioning cache survives across renders."""
+        from .characters import CharacterRegistry
+
+        key = Path(project.path).resolve()
+        with self._lock:
+            registry = self._registries.get(key)
+            if registry is None:
+                p = self.perception
+                registry = CharacterRegistry(
+                    project.characters_dir,
+                    face_analyzer=_Lazy(p.face_analyzer),
+                    segmenter=_Lazy(p.segmenter),
+                    image_encoder=_Lazy(p.image_encoder),
+                )
+                self._registries[key] = registry
+            return registry
+
+    def pose_library(self, project=None):
+        """Presets plus the project's saved poses (presets only without a project)."""
+        from .poses import PoseLibrary
+
+        return PoseLibrary(project.poses_dir if project is not None else None)
+
+    def engine(self, project=None) -> RenderEngine:
+        """A render engine over ``project`` (versions kept there) with the shared backend."""
+        return RenderEngine(
+            self.backend,
+            self.settings,
+            project=project,
+            registry=self.character_registry(project) if project is not None else None,
+            poses=self.pose_library(project),
+        )
+
+
+def build_services(
+    settings: Settings,
+    *,
+    backend: str | RenderBackend | None = None,
+    perception: Perception | None = None,
+    pipeline_cache: PipelineCache = PIPELINES,
+    download: bool = False,
+) -> Services:
+    """Build the container. ``backend``: a name (default ``settings.backend``) or a ready backend
+    (tests); ``perception``: replaces the perception components; ``download``: fetch missing
+    weights first (needs network)."""
+    if download:
+        from ..models import weights
+
+        weights.download(settings)
+    if backend is None or isinstance(backend, str):
+        choice = choose_backend(settings, backend)
+        chosen = make_backend(choice.name, settings, pipeline_cache)
+    else:
+        chosen = backend
+        choice = BackendChoice(chosen.name)
+    if perception is None:
+        diffusion = chosen if isinstance(chosen, DiffusionBackend) else None
+        if chosen.name == "tiny":
+            perception = tiny_perception(diffusion)
+        else:
+            perception = real_perception(settings, diffusion if chosen.name == "storymaker" else None)
+    if choice.reason:
+        logger.warning("%s", choice.reason)
+    return Services(settings=settings, backend=chosen, choice=choice, perception=perception)
