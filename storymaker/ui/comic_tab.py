@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from .common import ok, user_errors
@@ -27,34 +28,70 @@ def layout_options(ctx: StudioContext, sid: str, kind_label: str, columns, page_
     )
 
 
+def comic_panels(ctx: StudioContext, sid: str) -> list:
+    """The chosen version of every rendered panel of the current script, with its lettering
+    (panels not rendered yet are left out)."""
+    from PIL import Image
+
+    from ..services.export import ComicPanel
+
+    project = ctx.project(sid)
+    story = ctx.story(sid, strict=False)
+    if story is None:
+        return []
+    library = ctx.poses(sid)
+    panels = []
+    for index, panel in enumerate(story.panels):
+        version = project.selected(index)
+        if version is None:
+            continue
+        with Image.open(version.image_path) as im:
+            image = im.convert("RGB")
+        pose = library.get(panel.pose) if panel.pose else None
+        panels.append(ComicPanel.from_story_panel(panel, image, pose, metadata=dict(version.meta)))
+    return panels
+
+
+NOTHING_YET = "Render some panels first (Render tab): the comic uses the chosen version of each."
+
+
 def preview_pages(ctx: StudioContext, sid: str, options) -> tuple[list, str]:
     """The comic's pages at preview resolution, and a status line."""
     from dataclasses import replace
 
-    from ..services import export
+    from ..services.export import render_pages
 
-    project = ctx.project(sid)
-    story = ctx.story(sid, strict=False)
-    pages = export.render_pages(project, story, replace(options, dpi=PREVIEW_DPI))
-    if not pages:
-        return [], "Render some panels first (Render tab): the comic uses the chosen version of each."
-    return [(page, f"Page {i + 1}") for i, page in enumerate(pages)], f"{len(pages)} page(s)."
+    panels = comic_panels(ctx, sid)
+    if not panels:
+        return [], NOTHING_YET
+    pages = render_pages(panels, replace(options, dpi=PREVIEW_DPI))
+    return [(page, f"Page {i + 1}") for i, page in enumerate(pages)], f"{len(panels)} panel(s) on {len(pages)} page(s)."
 
 
 def export_comic(ctx: StudioContext, sid: str, options, fmt: str) -> tuple[str, str]:
-    """Write the comic as PDF or PNG pages (a .zip when there are several); returns (path, status)."""
-    from ..services import export
+    """Write the comic as a PDF, or PNG pages (zipped when there are several); returns (path, status)."""
+    import zipfile
 
-    project = ctx.project(sid)
-    story = ctx.story(sid, strict=False)
-    project.set_comic_settings(_as_dict(options))
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = ctx.sessions.downloads_dir(sid)
+    from ..services.export import ExportError, export_pdf, export_png
+
+    panels = comic_panels(ctx, sid)
+    if not panels:
+        raise ExportError(NOTHING_YET)
+    ctx.project(sid).set_comic_settings(_as_dict(options))
+    folder = ctx.sessions.downloads_dir(sid) / f"comic-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+    stem = (options.title or ctx.project(sid).title or "comic")
     if fmt == "pdf":
-        path = export.export_pdf(project, story, options, folder / f"comic-{stamp}.pdf")
+        path = Path(export_pdf(panels, folder, options, filename=stem))
     else:
-        path = export.export_png(project, story, options, folder / f"comic-{stamp}.png")
-    return str(path), ok(f"Comic written: `{path.name}`.")
+        paths = [Path(p) for p in export_png(panels, folder, options, filename=stem)]
+        if len(paths) == 1:
+            path = paths[0]
+        else:
+            path = folder / f"{paths[0].stem.rsplit('-page-', 1)[0]}-pages.zip"
+            with zipfile.ZipFile(path, "w") as archive:
+                for item in paths:
+                    archive.write(item, item.name)
+    return str(path), ok(f"Comic written: `{path.name}` ({len(panels)} panel(s)). Download it above.")
 
 
 def _as_dict(options) -> dict:
@@ -84,7 +121,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 png_btn = gr.Button("Make PNG")
                 zip_btn = gr.Button("Project .zip")
             download = gr.File(label="Download", interactive=False, elem_id="comic-download")
-            status = gr.Markdown()
+            status = gr.Markdown(elem_id="comic-status")
         with gr.Column(scale=5):
             pages = gr.Gallery(label="Pages", columns=2, height=560, object_fit="contain",
                                buttons=["download", "fullscreen"], elem_id="comic-pages")

@@ -68,7 +68,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             gr.Markdown("### First time here?\nOne click loads example characters and a short story, "
                         "renders every panel and lays out the comic.")
             example_btn = gr.Button("Make the example comic", variant="primary", elem_id="example-btn")
-            summary = gr.Markdown()
+            summary = gr.Markdown(elem_id="project-summary")
             gr.Markdown("### New project")
             with gr.Row():
                 title = gr.Textbox(label="Title", placeholder="The Lighthouse Keeper", scale=3)

@@ -103,7 +103,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     with gr.Row():
         with gr.Column(scale=7):
             editor = gr.Code(label="Story script", language=None, lines=22, max_lines=40,
-                             interactive=True, wrap_lines=True)
+                             interactive=True, wrap_lines=True, elem_id="script-editor")
             with gr.Row():
                 example_btn = gr.Button("Insert an example script")
                 gr.Markdown("The script is checked and saved as you type.")

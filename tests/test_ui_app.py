@@ -1,0 +1,69 @@
+"""The built Blocks: launch options, queued GPU events, the backend banner, two API sessions."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from ui_helpers import PHOTO, launch, make_studio
+
+from storymaker.ui import banner_text
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    app = make_studio(tmp_path_factory.mktemp("studio") / "data")
+    yield app
+    app.close()
+
+
+def _fn(studio, api_name):
+    for fn in studio.blocks.fns.values():
+        if fn.api_name == api_name:
+            return fn
+    raise AssertionError(f"no event {api_name}")
+
+
+def test_gpu_events_are_queued_one_at_a_time(studio):
+    for name in ("render_all", "render_panel", "render_reroll", "example_project"):
+        fn = _fn(studio, name)
+        assert fn.concurrency_limit == 1 and fn.concurrency_id == "gpu", name
+    assert _fn(studio, "cancel_render").queue is False  # cancel must not wait behind the render
+
+
+def test_launch_defaults_limit_uploads_and_served_paths(studio):
+    options = studio.launch_defaults
+    settings = studio.context.settings
+    assert options["max_file_size"] == f"{settings.max_upload_mb}mb"
+    assert options["allowed_paths"] == [str(settings.data_dir.resolve())]
+    assert "theme" in options and "#banner" in options["css"]
+
+
+def test_draft_banner_says_what_rendering_needs():
+    from storymaker.config import Settings
+    from storymaker.services.container import choose_backend
+
+    choice = choose_backend(Settings(backend="auto"))  # this machine: no CUDA, no weights
+    services = SimpleNamespace(backend_name=choice.name, backend_reason=choice.reason)
+    text, css_class = banner_text(services)
+    assert css_class == "draft" and "Draft mode" in text
+    assert "GPU" in text and "download" in text
+    assert banner_text(SimpleNamespace(backend_name="storymaker", backend_reason="")) == ("", "")
+    assert banner_text(SimpleNamespace(backend_name="tiny", backend_reason="x"))[1] == "tiny"
+
+
+def test_two_api_sessions_do_not_see_each_other(studio):
+    from gradio_client import Client, handle_file
+
+    url = launch(studio)
+    alice, bob = Client(url, verbose=False), Client(url, verbose=False)
+    alice.predict(api_name="/start_session")
+    bob.predict(api_name="/start_session")
+    alice.predict(handle_file(str(PHOTO)), "Alice", "a woman in a flight suit", None, api_name="/save_character")
+    summary_a = alice.predict(api_name="/start_session")[0]
+    summary_b = bob.predict(api_name="/start_session")[0]
+    assert "Alice" in summary_a
+    assert "none yet" in summary_b and "Alice" not in summary_b
+    sessions = list(studio.context.sessions.root.iterdir())
+    assert len([s for s in sessions if s.is_dir()]) >= 2

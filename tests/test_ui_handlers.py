@@ -1,0 +1,185 @@
+"""The studio's handlers over real services (draft backend, stand-in perception), without a server."""
+
+from __future__ import annotations
+
+import pytest
+
+from ui_helpers import PHOTO, THREE_PANELS, make_services
+
+from storymaker.errors import StoryMakerError
+from storymaker.ui import characters_tab, comic_tab, poses_tab, project_tab, render_tab, story_tab
+from storymaker.ui.context import StudioContext
+from storymaker.ui.session import SessionManager
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    services = make_services(tmp_path / "data")
+    settings = services.settings
+    return StudioContext(services, settings, SessionManager(settings.sessions_dir, settings.session_max_age_hours))
+
+
+@pytest.fixture
+def sid(ctx):
+    return ctx.sessions.new_session()
+
+
+def add_eileen(ctx, sid, name="Eileen"):
+    character, message = characters_tab.save_character(ctx, sid, str(PHOTO), name, "an astronaut", None)
+    assert name in message
+    return character
+
+
+def test_preview_shows_face_box_mask_and_both_crops(ctx, sid):
+    face_box, mask, body, face, info = characters_tab.analyze_photo(ctx, sid, str(PHOTO), None)
+    assert face_box.size == mask.size  # drawn over the photo
+    assert body.size == (224, 224) and face.size == (224, 224)
+    assert "Faces found" in info
+    assert characters_tab.gallery_items(ctx, sid) == []  # nothing saved by a preview
+
+
+def test_add_rename_redescribe_delete_character(ctx, sid):
+    character = add_eileen(ctx, sid)
+    items = characters_tab.gallery_items(ctx, sid)
+    assert len(items) == 1 and items[0][1].startswith("Eileen")
+    assert characters_tab.character_choices(ctx, sid) == [("Eileen", character.id)]
+    assert "Mara" in characters_tab.rename_character(ctx, sid, character.id, "Mara")
+    characters_tab.redescribe_character(ctx, sid, character.id, "a woman in a flight suit")
+    assert characters_tab.gallery_items(ctx, sid)[0][1] == "Mara: a woman in a flight suit"
+    characters_tab.delete_character(ctx, sid, character.id)
+    assert characters_tab.gallery_items(ctx, sid) == []
+
+
+def test_missing_inputs_are_user_errors(ctx, sid):
+    with pytest.raises(StoryMakerError, match="Upload a photo"):
+        characters_tab.save_character(ctx, sid, None, "X", "", None)
+    with pytest.raises(StoryMakerError, match="Choose a character"):
+        characters_tab.delete_character(ctx, sid, None)
+
+
+def test_sessions_do_not_see_each_other(ctx):
+    a, b = ctx.sessions.new_session(), ctx.sessions.new_session()
+    add_eileen(ctx, a)
+    assert characters_tab.gallery_items(ctx, b) == []
+    assert "none yet" in project_tab.project_summary(ctx, b)
+    assert "Eileen" in project_tab.project_summary(ctx, a)
+
+
+def test_live_validation_names_each_error_line_and_lists_panels(ctx, sid):
+    add_eileen(ctx, sid)
+    status, rows = story_tab.validate(ctx, sid, THREE_PANELS.format(name="Eileen"))
+    assert "valid: 3 panels" in status
+    assert [r[0] for r in rows] == [1, 2, 3]
+    assert rows[0][1] == "Eileen" and rows[0][3] == "The big day."
+    assert ctx.project(sid).read_script() == THREE_PANELS.format(name="Eileen")  # saved as typed
+
+    bad = "title: x\ncolour: red\n\n[Eileen] smiles\n[Nobody] waves\n"
+    status, rows = story_tab.validate(ctx, sid, bad)
+    assert "line 2" in status and "line 5" in status
+    assert rows == []
+
+
+def test_render_all_versions_reroll_and_choice(ctx, sid):
+    add_eileen(ctx, sid)
+    story_tab.validate(ctx, sid, THREE_PANELS.format(name="Eileen"))
+    options = render_tab.settings_from_widgets(256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1)
+    seen = []
+    message = render_tab.run_render(ctx, sid, "all", 1, options, lambda f, desc=None: seen.append((f, desc)))
+    assert "3 of 3 panels rendered" in message
+    assert seen and seen[-1][0] == pytest.approx(1.0)
+    assert [c for _, c in render_tab.panel_gallery(ctx, sid)] == [
+        "Panel 1 · version 1 of 1", "Panel 2 · version 1 of 1", "Panel 3 · version 1 of 1"]
+
+    assert "Panel 2 rendered" in render_tab.run_render(ctx, sid, "reroll", 2, options)
+    items, text = render_tab.version_gallery(ctx, sid, 2)
+    assert len(items) == 2 and "(chosen)" in items[1][1]
+    render_tab.choose_version(ctx, sid, 2, 0)
+    items, _ = render_tab.version_gallery(ctx, sid, 2)
+    assert "(chosen)" in items[0][1]
+    assert render_tab.panel_gallery(ctx, sid)[1][1] == "Panel 2 · version 1 of 2"
+
+
+def test_render_panel_number_out_of_range_is_a_user_error(ctx, sid):
+    story_tab.validate(ctx, sid, "a quiet street at night\n")
+    options = render_tab.settings_from_widgets(256, 256, 2, 7.5, 0.8, 0.8, 0.7, 5)
+    message = render_tab.run_render(ctx, sid, "panel", 4, options)
+    assert "Panel 4" in message and "does not exist" in message
+    with pytest.raises(StoryMakerError, match="multiples of 8"):
+        render_tab.settings_from_widgets(250, 256, 2, 7.5, 0.8, 0.8, 0.7, -1)
+
+
+def test_cancel_stops_the_remaining_panels(ctx, sid):
+    story_tab.validate(ctx, sid, "a street\n\na harbour\n\na hill\n")
+    options = render_tab.settings_from_widgets(256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1)
+
+    def progress(fraction, desc=None):
+        ctx.cancels.cancel(sid)  # the user presses Cancel during the first panel
+
+    message = render_tab.run_render(ctx, sid, "all", 1, options, progress)
+    assert "cancelled" in message
+    assert len(render_tab.panel_gallery(ctx, sid)) < 3
+
+
+def test_comic_preview_and_pdf_export(ctx, sid):
+    from pypdf import PdfReader
+
+    add_eileen(ctx, sid)
+    story_tab.validate(ctx, sid, THREE_PANELS.format(name="Eileen"))
+    options = render_tab.settings_from_widgets(256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1)
+    render_tab.run_render(ctx, sid, "all", 1, options)
+    layout = comic_tab.layout_options(ctx, sid, "Printed pages", 1, "A4", "portrait", "cover", 10, 2, "Test")
+    pages, status = comic_tab.preview_pages(ctx, sid, layout)
+    assert pages and "page" in status
+    path, status = comic_tab.export_comic(ctx, sid, layout, "pdf")
+    assert len(PdfReader(path).pages) == len(pages)
+
+
+def test_project_save_new_and_open(ctx, sid):
+    add_eileen(ctx, sid)
+    story_tab.validate(ctx, sid, THREE_PANELS.format(name="Eileen"))
+    zip_path, _ = project_tab.save_project(ctx, sid)
+    project_tab.new_project(ctx, sid, "Blank")
+    assert characters_tab.gallery_items(ctx, sid) == []
+    assert ctx.project(sid).title == "Blank"
+    project_tab.open_project(ctx, sid, zip_path)
+    assert [c for _, c in characters_tab.gallery_items(ctx, sid)] == ["Eileen: an astronaut"]
+    assert ctx.project(sid).read_script() == THREE_PANELS.format(name="Eileen")
+
+
+def test_pose_gallery_and_preview(ctx, sid):
+    items = poses_tab.pose_items(ctx, sid)
+    assert items, "the preset library is empty"
+    name = poses_tab.pose_names(ctx, sid)[0]
+    image, info = poses_tab.preview_pose(ctx, sid, name, 256, 384)
+    assert image.size[0] > 256 and image.size[1] > 384  # the panel plus its frame
+    assert name in info
+
+
+def test_example_project_in_one_call(ctx, sid):
+    message = project_tab.make_example(ctx, sid)
+    assert "ready" in message
+    story = ctx.story(sid, strict=True)
+    assert len(render_tab.panel_gallery(ctx, sid)) == len(story.panels) >= 3
+    pages, _ = comic_tab.preview_pages(
+        ctx, sid, comic_tab.layout_options(ctx, sid, "Printed pages", 2, "A4", "portrait", "cover", 10, 2, ""))
+    assert pages
+
+
+def test_user_errors_become_readable_gradio_errors():
+    import gradio as gr
+
+    from storymaker.errors import CharacterError
+    from storymaker.ui.common import user_errors
+
+    def handler():
+        raise CharacterError("There is no character named Bob: check the name.")
+
+    with pytest.raises(gr.Error) as info:
+        user_errors(handler)()
+    assert info.value.message == "There is no character named Bob: check the name."
+
+    def broken():
+        raise KeyError("x")
+
+    with pytest.raises(gr.Error, match="Unexpected error"):
+        user_errors(broken)()
