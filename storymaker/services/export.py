@@ -289,30 +289,33 @@ def _pdf_balloon(canvas, balloon: Balloon, k: float, page_h: float, o: Lettering
     x1, y0 = pt((b.right, b.bottom))
     fill = o.caption_fill if balloon.kind == "caption" else o.bubble_fill
 
-    def shape(path) -> None:
+    def paths():
+        body = canvas.beginPath()
         if balloon.kind == "caption":
-            path.rect(x0, y0, x1 - x0, y1 - y0)
+            body.rect(x0, y0, x1 - x0, y1 - y0)
         else:
-            path.ellipse(x0, y0, x1 - x0, y1 - y0)
+            body.ellipse(x0, y0, x1 - x0, y1 - y0)
+        yield body
         if balloon.tail:
             pts = [pt(p) for p in balloon.tail]
-            path.moveTo(*pts[0])
+            tail = canvas.beginPath()
+            tail.moveTo(*pts[0])
             for p in pts[1:]:
-                path.lineTo(*p)
-            path.close()
+                tail.lineTo(*p)
+            tail.close()
+            yield tail
 
-    # Outline of the union: stroke both shapes twice as thick, then fill them without a stroke.
+    # Outline of the union: stroke each shape twice as thick, then fill each without a stroke
+    # (separately: in one path, opposite windings would leave the overlap unfilled).
     canvas.saveState()
     canvas.setStrokeColor(o.ink)
     canvas.setLineJoin(1)
     canvas.setLineWidth(2 * o.line_width)  # points
-    path = canvas.beginPath()
-    shape(path)
-    canvas.drawPath(path, stroke=1, fill=0)
+    for path in paths():
+        canvas.drawPath(path, stroke=1, fill=0)
     canvas.setFillColor(fill)
-    path = canvas.beginPath()
-    shape(path)
-    canvas.drawPath(path, stroke=0, fill=1, fillMode=1)  # non-zero winding: a union
+    for path in paths():
+        canvas.drawPath(path, stroke=0, fill=1)
     canvas.restoreState()
 
 
