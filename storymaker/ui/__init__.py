@@ -107,10 +107,16 @@ def build_app(services: Any, *, settings: Settings | None = None,
                 poses = poses_tab.render(ctx, session)
             with gr.Tab("Story", id="story"):
                 story = story_tab.render(ctx, session)
-            with gr.Tab("Render", id="render"):
+            with gr.Tab("Render", id="render") as render_block:
                 render = render_tab.render(ctx, session)
-            with gr.Tab("Comic", id="comic"):
+            with gr.Tab("Comic", id="comic") as comic_block:
                 comic = comic_tab.render(ctx, session)
+
+        # Opening a tab shows the latest state (renders finished elsewhere, a new project...).
+        render_block.select(render["refresh"][0], [session], render["refresh"][1], show_progress="hidden",
+                            api_visibility="private")
+        comic_block.select(comic["preview"][0], comic["preview"][1], comic["preview"][2], show_progress="hidden",
+                           api_visibility="private")
 
         tabs = (characters, poses, story, render, comic)
         refreshers = [t["refresh"] for t in tabs if "refresh" in t]

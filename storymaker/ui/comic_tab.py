@@ -152,4 +152,5 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         return preview_pages(ctx, sid, layout_options(ctx, sid, "Printed pages", 2, "A4", "portrait",
                                                       "cover", 10, 2, ""))
 
-    return {"refresh": (user_errors(refresh), [pages, status])}
+    return {"refresh": (user_errors(refresh), [pages, status]),
+            "preview": (user_errors(on_preview), inputs, [pages, status])}
