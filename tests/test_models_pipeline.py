@@ -360,3 +360,47 @@ def test_callback_can_replace_latents(pipe):
     a = render(pipe, tiny_conditioning(1), seed=1, callback_on_step_end=zero)
     b = render(pipe, tiny_conditioning(1), seed=2, callback_on_step_end=zero)
     np.testing.assert_allclose(a, b, atol=1e-6)  # the seed's noise was replaced at every step
+
+
+# ------------------------------------------------------------------------------------ other LoRAs
+def _save_tiny_sdxl_lora(directory) -> None:
+    """A random rank-4 SDXL LoRA on every attention projection, saved as diffusers saves LoRAs
+    (``pytorch_lora_weights.safetensors``)."""
+    from diffusers import StableDiffusionXLPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from storymaker.models.tiny import tiny_unet
+
+    unet = tiny_unet(seed=5)
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    )
+    StableDiffusionXLPipeline.save_lora_weights(
+        directory, unet_lora_layers=get_peft_model_state_dict(unet), safe_serialization=True
+    )
+
+
+def test_sdxl_lora_loads_and_composes_with_the_adapter(tmp_path):
+    _save_tiny_sdxl_lora(tmp_path)
+    assert (tmp_path / "pytorch_lora_weights.safetensors").is_file()
+    pipe = _quiet(tiny_pipeline(seed=3))
+    characters = tiny_conditioning(2, seed=3)
+    before = render(pipe, characters)
+
+    pipe.load_lora_weights(tmp_path, adapter_name="style")
+    assert pipe.adapter.is_installed(pipe.unet)  # the StoryMaker processors survive peft's injection
+    styled = render(pipe, characters)
+    assert differ(before, styled)  # the LoRA changes the image
+    # The adapter still works on top of it: characters and the ip scale still matter.
+    assert differ(styled, render(pipe, characters, ip_adapter_scale=0.0))
+    assert differ(styled, render(pipe, tiny_conditioning(2, seed=4)))
+    pipe.set_adapters(["style"], adapter_weights=[0.0])
+    np.testing.assert_allclose(render(pipe, characters), before, atol=1e-5)
+    pipe.set_adapters(["style"], adapter_weights=[1.0])
+    # StoryMaker LoRA fusion works on peft-wrapped layers too.
+    pipe.enable_storymaker_lora_fusion(0.8)
+    np.testing.assert_allclose(render(pipe, characters), styled, atol=1e-4)
+    pipe.disable_storymaker_lora_fusion()
+    pipe.unload_lora_weights()
+    np.testing.assert_allclose(render(pipe, characters), before, atol=1e-5)
