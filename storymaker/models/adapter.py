@@ -415,6 +415,11 @@ def _not_a_checkpoint(path: Path, why: str) -> CheckpointError:
     )
 
 
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return (lines[0] if lines else "no details")[:200]
+
+
 def _is_safetensors(path: Path) -> bool:
     size = path.stat().st_size
     with open(path, "rb") as handle:
@@ -489,11 +494,12 @@ def load_checkpoint_state(path: str | os.PathLike) -> dict[str, dict[str, torch.
         if "Unsupported global" in text or "Unsupported operand" in text or "GLOBAL" in text:
             why = "it needs code to unpickle, which is never run; only plain tensors are accepted"
         else:
-            why = "torch cannot read it as weights: " + text.strip().splitlines()[0][:200]
+            why = "neither a torch weights file nor safetensors; torch says: " + _first_line(text)
         raise _not_a_checkpoint(path, why) from None
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError,
             AttributeError, zipfile.BadZipFile, struct.error) as err:
-        raise _not_a_checkpoint(path, f"{type(err).__name__}: {str(err).strip()[:200]}") from None
+        why = f"neither a torch weights file nor safetensors; torch says: {type(err).__name__}: {_first_line(str(err))}"
+        raise _not_a_checkpoint(path, why) from None
     return normalize_checkpoint(state, str(path))
 
 
