@@ -63,6 +63,7 @@ class Settings:
 
     # App limits.
     max_upload_mb: int = 20
+    max_project_mb: int = 2048  # largest project .zip (uncompressed) that import accepts
     session_max_age_hours: float = 24.0
 
     @classmethod
