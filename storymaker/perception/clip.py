@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from PIL import Image
 
@@ -88,13 +88,15 @@ class ClipImageEncoder:
         model: Any | None = None,
         *,
         source: str | Path | None = None,
+        factory: Callable[[], Any] | None = None,
         name: str | None = None,
         device: "str | torch.device | None" = None,
         dtype: "torch.dtype | None" = None,
     ):
-        if model is None and source is None:
-            raise ValueError("ClipImageEncoder needs a loaded model or a source to load it from")
+        if model is None and source is None and factory is None:
+            raise ValueError("ClipImageEncoder needs a loaded model, a source or a factory")
         self._model = model
+        self._factory = factory
         self.source = None if source is None else str(source)
         self.device = device
         self.dtype = dtype
@@ -106,6 +108,8 @@ class ClipImageEncoder:
     def model(self):
         """The vision model (loaded now if it was given as a source)."""
         with self._lock:
+            if self._model is None and self._factory is not None:
+                self._model = self._factory()
             if self._model is None:
                 self._model = load_clip_vision(self.source, dtype=self.dtype)  # type: ignore[arg-type]
                 log.info("Loaded image encoder %s", self.name)
@@ -134,10 +138,15 @@ class ClipImageEncoder:
 
 
 def tiny_clip_encoder(seed: int = 0) -> ClipImageEncoder:
-    """The tiny random CLIP vision model (``storymaker.models.tiny``), labelled as such."""
-    from ..models.tiny import tiny_image_encoder
+    """The tiny random CLIP vision model (``storymaker.models.tiny``), labelled as such; built on
+    first use."""
 
-    return ClipImageEncoder(tiny_image_encoder(seed), name=TINY_ENCODER_NAME if seed == 0 else f"{TINY_ENCODER_NAME} seed {seed}")
+    def build():
+        from ..models.tiny import tiny_image_encoder
+
+        return tiny_image_encoder(seed)
+
+    return ClipImageEncoder(factory=build, name=TINY_ENCODER_NAME if seed == 0 else f"{TINY_ENCODER_NAME} seed {seed}")
 
 
 _SHARED: dict[str, ClipImageEncoder] = {}

@@ -1,0 +1,839 @@
+"""The character registry: register a character from one photo, once, and keep it on disk.
+
+Flow: ``preview = registry.analyze(name, photo, description=..., mask=...)`` computes everything
+(face, person mask, body crop on white, aligned face crop, embeddings) and writes nothing, so a UI
+can show ``preview.face_overlay``, ``preview.mask``, ``preview.body_crop``, ``preview.face_crop``;
+``registry.add(preview)`` then stores it atomically in ``<project>/characters/<id>/``::
+
+    character.json            the record (name, description, face, models used, outfits)
+    photo.png  mask.png       the photo as used (RGB, EXIF-rotated, maybe downscaled) and its mask
+    body.png   face.png       the two 224x224 crops the image encoder saw
+    preview.png               the photo with the detected faces outlined
+    embeddings.safetensors    face_id (512,), clip_character (T, C), clip_face (T, C)
+    outfits/<id>.png + .safetensors   named outfits (image and its CLIP features)
+
+``registry.conditioning(name, outfit=None)`` returns the :class:`CharacterConditioning` from memory,
+else from disk, and recomputes (from the stored photo and mask) only when the record was made by
+another face model or image encoder than the configured ones. ``registry.stats`` counts the passes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import unicodedata
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
+from PIL import Image
+
+from ..domain.character import Character, FaceInfo, Outfit
+from ..errors import CharacterError, ImageError, ProjectError
+from ..fsutil import atomic_directory, atomic_write_bytes, atomic_write_json
+from ..images import ImageSource, image_to_png_bytes, load_image, load_mask, read_image
+from ..perception.base import DetectedFace, FaceAnalyzer, ImageEncoder, Segmenter
+from ..perception.crops import CROP_SIZE, character_crop, draw_faces, face_crop, mask_bbox, outfit_crop
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..config import Settings
+    from ..models.conditioning import CharacterConditioning
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+RECORD_FILE = "character.json"
+PREVIEW_FILE = "preview.png"
+OUTFITS_DIR = "outfits"
+#: Longest side of a stored character photo (bigger photos are downscaled while loading).
+MAX_PHOTO_SIDE = 2048
+#: Smallest usable face: the shorter side of its box, in pixels of the (downscaled) photo.
+MIN_FACE_SIZE = 64
+MAX_NAME_LENGTH = 40
+MAX_DESCRIPTION_LENGTH = 200
+# Characters with a meaning in the story script: [Name], Name: "line", outfit: Name=outfit, a, b
+_SCRIPT_CHARS = '[]:=,"'
+
+
+# --------------------------------------------------------------------------------------------
+# Names
+
+
+def validate_name(name: object, *, what: str = "character name") -> str:
+    """The cleaned name, or :class:`CharacterError` saying what is wrong with it."""
+    if not isinstance(name, str):
+        raise CharacterError(f"The {what} must be text.")
+    clean = unicodedata.normalize("NFC", name).strip()
+    if not clean:
+        raise CharacterError(f"The {what} is empty: type a name such as 'Mia'.")
+    if any(unicodedata.category(ch).startswith("C") for ch in clean):
+        raise CharacterError(f"The {what} {clean!r} contains control characters: use letters, digits and spaces.")
+    if "/" in clean or "\\" in clean or ".." in clean:
+        raise CharacterError(f"The {what} {clean!r} contains '/', '\\' or '..': use letters, digits and spaces.")
+    bad = sorted({ch for ch in clean if ch in _SCRIPT_CHARS})
+    if bad:
+        raise CharacterError(
+            f"The {what} {clean!r} contains {' '.join(bad)}, which the story script uses "
+            "([Name], Name: \"line\", outfit: Name=outfit): leave them out."
+        )
+    if len(clean) > MAX_NAME_LENGTH:
+        raise CharacterError(f"The {what} is {len(clean)} characters long: keep it to {MAX_NAME_LENGTH} or fewer.")
+    return re.sub(r"\s+", " ", clean)
+
+
+def validate_description(description: object) -> str:
+    if description is None:
+        return ""
+    if not isinstance(description, str):
+        raise CharacterError("The description must be text, e.g. 'a woman with red hair'.")
+    clean = re.sub(r"\s+", " ", unicodedata.normalize("NFC", description)).strip()
+    if any(unicodedata.category(ch).startswith("C") for ch in clean):
+        raise CharacterError("The description contains control characters: write plain text.")
+    if "[" in clean or "]" in clean:
+        raise CharacterError("The description cannot contain '[' or ']' (the script's character brackets).")
+    if len(clean) > MAX_DESCRIPTION_LENGTH:
+        raise CharacterError(
+            f"The description is {len(clean)} characters long: keep it short (at most "
+            f"{MAX_DESCRIPTION_LENGTH}), e.g. 'a woman with red hair'."
+        )
+    return clean
+
+
+def slugify(text: str, max_length: int = 24) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")[:max_length].strip("-")
+    return slug or "character"
+
+
+def new_id(name: str, taken: Iterable[str] = ()) -> str:
+    """A folder-safe id: slug of the name + a short random hash (names never become paths)."""
+    taken = set(taken)
+    while True:
+        digest = hashlib.sha1(f"{name.casefold()}:{uuid.uuid4().hex}".encode("utf-8")).hexdigest()[:8]
+        candidate = f"{slugify(name)}-{digest}"
+        if candidate not in taken:
+            return candidate
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class RegistryStats:
+    """Work done by a registry (the render engine's tests assert a known character costs nothing)."""
+
+    face_passes: int = 0  # face analyses run (one per photo analysed)
+    segment_passes: int = 0  # automatic person masks computed
+    clip_passes: int = 0  # images run through the image encoder
+    disk_loads: int = 0  # conditionings read from embeddings.safetensors
+    memory_hits: int = 0  # conditionings served from memory
+    recomputed: int = 0  # stored characters re-encoded because the models differ
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True, eq=False)
+class CharacterPreview:
+    """What ``analyze`` understood from a photo; nothing is saved until ``add(preview)``."""
+
+    name: str
+    description: str
+    photo: Image.Image  # RGB, as it will be stored
+    mask: Image.Image  # "L", photo size, white = the person
+    face_overlay: Image.Image  # the photo with the detected faces outlined (chosen one in green)
+    body_crop: Image.Image  # 224x224 RGB on white: what the image encoder sees
+    face_crop: Image.Image  # 224x224 aligned face from the original photo
+    face: FaceInfo
+    faces: tuple[DetectedFace, ...]  # all detected faces, largest first (faces[0] is used)
+    face_id: "torch.Tensor"  # (512,)
+    clip_character: "torch.Tensor"  # (T, C)
+    clip_face: "torch.Tensor"  # (T, C)
+    mask_source: str  # "user" or the segmentation model's name
+    face_model: str
+    image_encoder: str
+    original_size: tuple[int, int]
+    notes: tuple[str, ...] = ()  # things the user should know ("3 faces found; the largest is used")
+
+    @property
+    def prompt_noun(self) -> str:
+        return Character(id="-", name=self.name, description=self.description, face=self.face).prompt_noun
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+
+
+class CharacterRegistry:
+    """Characters of one project, stored in ``root`` (``<project>/characters``).
+
+    The components are used lazily (their ``name`` is read without loading anything): listing,
+    renaming and deleting never load a model, and a character already encoded with the configured
+    models is read back from disk without any pass.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        face_analyzer: FaceAnalyzer | Callable[[], FaceAnalyzer],
+        segmenter: Segmenter | Callable[[], Segmenter] | None,
+        image_encoder: ImageEncoder | Callable[[], ImageEncoder],
+    ):
+        """``root``: the characters folder. Each component is the object itself or a zero-argument
+        factory called on first use (listing, renaming and deleting call none of them)."""
+        self.root = Path(root)
+        self._sources = {"face": face_analyzer, "segment": segmenter, "encode": image_encoder}
+        self._components: dict[str, Any] = {}
+        self.stats = RegistryStats()
+        self._lock = threading.RLock()
+        self._cache: dict[tuple[str, str, str, str], Any] = {}
+
+    def _component(self, kind: str, method: str) -> Any:
+        with self._lock:
+            if kind not in self._components:
+                source = self._sources[kind]
+                if source is not None and not hasattr(source, method) and callable(source):
+                    source = source()
+                self._components[kind] = source
+            return self._components[kind]
+
+    @property
+    def face_analyzer(self) -> FaceAnalyzer:
+        return self._component("face", "analyze")
+
+    @property
+    def segmenter(self) -> Segmenter | None:
+        return self._component("segment", "segment")
+
+    @property
+    def image_encoder(self) -> ImageEncoder:
+        return self._component("encode", "encode")
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def for_project(
+        cls,
+        project_dir: str | Path,
+        settings: "Settings",
+        *,
+        backend: str | None = None,
+        image_encoder_model: Any | None = None,
+    ) -> "CharacterRegistry":
+        """A registry in ``<project_dir>/characters`` with the components for ``backend``.
+
+        ``tiny``: stand-in face analysis and segmentation + the tiny random CLIP (offline, any
+        machine). Anything else: insightface (``settings.face_model``), rembg
+        (``settings.segmentation_model``) and the CLIP encoder (``image_encoder_model`` when the
+        pipeline has one loaded, else ``settings.image_encoder``), all shared and loaded on first use.
+        """
+        face, segmenter, encoder = perception_components(settings, backend=backend, image_encoder_model=image_encoder_model)
+        return cls(Path(project_dir) / "characters", face_analyzer=face, segmenter=segmenter, image_encoder=encoder)
+
+    # ---- reading ---------------------------------------------------------------------------
+    def list(self) -> list[Character]:
+        """All characters, sorted by name (records that cannot be read are skipped with a warning)."""
+        out = []
+        if self.root.is_dir():
+            for folder in sorted(self.root.iterdir()):
+                if folder.name.startswith(".") or not (folder / RECORD_FILE).is_file():
+                    continue
+                try:
+                    out.append(self._read_record(folder))
+                except ProjectError as err:
+                    log.warning("%s", err)
+        out.sort(key=lambda c: (c.name.casefold(), c.id))
+        return out
+
+    def names(self) -> list[str]:
+        return [c.name for c in self.list()]
+
+    def find(self, name_or_id: str) -> Character | None:
+        """The character called ``name_or_id`` (case and surrounding spaces ignored) or with that id."""
+        key = str(name_or_id).strip().casefold()
+        key = re.sub(r"\s+", " ", key)
+        characters = self.list()
+        for character in characters:
+            if character.name.casefold() == key:
+                return character
+        for character in characters:
+            if character.id == str(name_or_id).strip():
+                return character
+        return None
+
+    def get(self, name_or_id: str) -> Character:
+        """Like :meth:`find` but an unknown name raises :class:`CharacterError` (with a suggestion)."""
+        character = self.find(name_or_id)
+        if character is None:
+            names = self.names()
+            close = difflib.get_close_matches(str(name_or_id), names, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            known = f" Registered: {', '.join(names)}." if names else " No characters are registered yet."
+            raise CharacterError(f"There is no character called {str(name_or_id)!r}.{hint}{known}")
+        return character
+
+    def folder(self, name_or_id: str) -> Path:
+        return self.root / self.get(name_or_id).id
+
+    def image(self, name_or_id: str, which: str) -> Image.Image:
+        """A stored image: "photo", "mask", "body", "face" or "preview"."""
+        character = self.get(name_or_id)
+        files = {
+            "photo": character.photo_file,
+            "mask": character.mask_file,
+            "body": character.body_crop_file,
+            "face": character.face_crop_file,
+            "preview": PREVIEW_FILE,
+        }
+        if which not in files:
+            raise CharacterError(f"Unknown image {which!r}: use one of {', '.join(files)}.")
+        path = self.root / character.id / files[which]
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+
+    # ---- registering -----------------------------------------------------------------------
+    def analyze(
+        self,
+        name: str,
+        photo: ImageSource,
+        *,
+        description: str = "",
+        mask: ImageSource | None = None,
+    ) -> CharacterPreview:
+        """Understand a photo: face, mask, crops and embeddings. Writes nothing."""
+        clean_name = validate_name(name)
+        self._check_free(clean_name)
+        clean_description = validate_description(description)
+        loaded = read_image(photo, what="photo", max_side=MAX_PHOTO_SIDE)
+        rgb_image = loaded.image
+        notes: list[str] = []
+        if loaded.downscaled:
+            notes.append(
+                f"The photo was downscaled from {loaded.original_size[0]}x{loaded.original_size[1]} "
+                f"to {rgb_image.width}x{rgb_image.height}."
+            )
+        # Check the user's mask before any model runs: a wrong size is the user's to fix.
+        user_mask = None
+        if mask is not None:
+            user_mask = load_mask(mask, what="mask", size=rgb_image.size, original_size=loaded.original_size)
+            mask_bbox(user_mask)
+        faces = self._detect(rgb_image)
+        chosen = faces[0]
+        if len(faces) > 1:
+            notes.append(
+                f"{len(faces)} faces found; the largest (box 1, outlined in green) is used. "
+                "Crop the photo to one person to choose another."
+            )
+        if user_mask is not None:
+            person_mask, mask_source = user_mask, "user"
+        else:
+            person_mask, mask_source = self._segment(rgb_image), getattr(self.segmenter, "name", "none")
+        body, face_image = self._crops(rgb_image, person_mask, chosen.kps)
+        clip_character, clip_face = self._encode([body, face_image])
+        import torch
+
+        face_info = _face_info(chosen, len(faces))
+        return CharacterPreview(
+            name=clean_name,
+            description=clean_description,
+            photo=rgb_image,
+            mask=person_mask,
+            face_overlay=draw_faces(rgb_image, faces, 0),
+            body_crop=body,
+            face_crop=face_image,
+            face=face_info,
+            faces=tuple(faces),
+            face_id=torch.from_numpy(np.asarray(chosen.embedding, dtype=np.float32).reshape(-1).copy()),
+            clip_character=clip_character,
+            clip_face=clip_face,
+            mask_source=mask_source,
+            face_model=self.face_analyzer.name,
+            image_encoder=self.image_encoder.name,
+            original_size=loaded.original_size,
+            notes=tuple(notes),
+        )
+
+    def add(self, preview: CharacterPreview) -> Character:
+        """Store an analysed character (atomically: all of it or nothing)."""
+        with self._lock:
+            name = validate_name(preview.name)
+            self._check_free(name)
+            character_id = new_id(name, taken=self._ids())
+            character = Character(
+                id=character_id,
+                name=name,
+                description=preview.description,
+                face=preview.face,
+                face_model=preview.face_model,
+                image_encoder=preview.image_encoder,
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                extra={
+                    "mask_source": preview.mask_source,
+                    "photo_size": list(preview.photo.size),
+                    "original_size": list(preview.original_size),
+                },
+            )
+            target = self.root / character_id
+            try:
+                with atomic_directory(target) as tmp:
+                    (tmp / character.photo_file).write_bytes(image_to_png_bytes(preview.photo))
+                    (tmp / character.mask_file).write_bytes(image_to_png_bytes(preview.mask))
+                    (tmp / character.body_crop_file).write_bytes(image_to_png_bytes(preview.body_crop))
+                    (tmp / character.face_crop_file).write_bytes(image_to_png_bytes(preview.face_crop))
+                    (tmp / PREVIEW_FILE).write_bytes(image_to_png_bytes(preview.face_overlay))
+                    (tmp / character.embeddings_file).write_bytes(
+                        _embeddings_bytes(
+                            {"face_id": preview.face_id, "clip_character": preview.clip_character, "clip_face": preview.clip_face},
+                            face_model=preview.face_model,
+                            image_encoder=preview.image_encoder,
+                        )
+                    )
+                    (tmp / RECORD_FILE).write_text(_record_json(character), encoding="utf-8")
+            except OSError as err:
+                raise ProjectError(f"Could not save character {name!r} in {self.root} ({err}): check the folder is writable.") from None
+            from ..models.conditioning import CharacterConditioning
+
+            self._cache[self._key(character)] = CharacterConditioning(
+                preview.face_id, preview.clip_character, preview.clip_face
+            )
+            log.info("Registered character %r as %s", name, character_id)
+            return character
+
+    def register(
+        self, name: str, photo: ImageSource, *, description: str = "", mask: ImageSource | None = None
+    ) -> Character:
+        """``add(analyze(...))`` in one call."""
+        return self.add(self.analyze(name, photo, description=description, mask=mask))
+
+    # ---- editing ---------------------------------------------------------------------------
+    def rename(self, name_or_id: str, new_name: str) -> Character:
+        with self._lock:
+            character = self.get(name_or_id)
+            clean = validate_name(new_name)
+            self._check_free(clean, ignore_id=character.id)
+            return self._write_record(replace(character, name=clean))
+
+    def redescribe(self, name_or_id: str, description: str) -> Character:
+        with self._lock:
+            character = self.get(name_or_id)
+            return self._write_record(replace(character, description=validate_description(description)))
+
+    def remove(self, name_or_id: str) -> Character:
+        """Delete a character and its files; returns the removed record."""
+        with self._lock:
+            character = self.get(name_or_id)
+            folder = self.root / character.id
+            trash = Path(tempfile.mkdtemp(prefix=f".{character.id}.", suffix=".deleted", dir=self.root))
+            trash.rmdir()
+            try:
+                folder.rename(trash)  # atomic: the character disappears at once
+            except OSError as err:
+                raise ProjectError(f"Could not delete {character.name!r} ({err}): check the folder is writable.") from None
+            shutil.rmtree(trash, ignore_errors=True)
+            for key in [k for k in self._cache if k[0] == character.id]:
+                del self._cache[key]
+            return character
+
+    def add_outfit(self, name_or_id: str, outfit_name: str, image: ImageSource) -> Character:
+        """A named outfit: the image (resized to 224x224 like a body crop) whose CLIP features
+        replace the body crop's when a panel asks for it."""
+        with self._lock:
+            character = self.get(name_or_id)
+            clean = validate_name(outfit_name, what="outfit name")
+            if character.outfit(clean) is not None:
+                raise CharacterError(f"{character.name} already has an outfit called {clean!r}: pick another name or remove it first.")
+            picture = load_image(image, what="outfit image", max_side=1024)
+            crop = outfit_crop(picture)
+            (clip_outfit,) = self._encode([crop])
+            outfit_id = new_id(clean, taken=[o.image_file for o in character.outfits])
+            image_file = f"{OUTFITS_DIR}/{outfit_id}.png"
+            folder = self.root / character.id
+            written: list[Path] = []
+            try:
+                written.append(atomic_write_bytes(folder / image_file, image_to_png_bytes(picture)))
+                written.append(
+                    atomic_write_bytes(
+                        folder / _outfit_embeddings_file(image_file),
+                        _embeddings_bytes({"clip_character": clip_outfit}, face_model="", image_encoder=self.image_encoder.name),
+                    )
+                )
+                updated = self._write_record(replace(character, outfits=character.outfits + (Outfit(clean, image_file),)))
+            except BaseException:
+                for path in written:
+                    path.unlink(missing_ok=True)
+                raise
+            self._cache[(character.id, self.image_encoder.name, "", "outfit:" + image_file)] = clip_outfit
+            return updated
+
+    def remove_outfit(self, name_or_id: str, outfit_name: str) -> Character:
+        with self._lock:
+            character = self.get(name_or_id)
+            outfit = self._outfit(character, outfit_name)
+            updated = self._write_record(replace(character, outfits=tuple(o for o in character.outfits if o is not outfit)))
+            folder = self.root / character.id
+            (folder / outfit.image_file).unlink(missing_ok=True)
+            (folder / _outfit_embeddings_file(outfit.image_file)).unlink(missing_ok=True)
+            return updated
+
+    # ---- conditioning ----------------------------------------------------------------------
+    def conditioning(self, name_or_id: str, outfit: str | None = None) -> "CharacterConditioning":
+        """The character's conditioning (wearing ``outfit`` if given): memory, else disk, else
+        recomputed from the stored photo when the stored embeddings come from other models."""
+        with self._lock:
+            character = self.get(name_or_id)
+            base = self._base_conditioning(character)
+            if outfit is None or not str(outfit).strip():
+                return base
+            item = self._outfit(character, outfit)
+            return base.with_outfit(self._outfit_features(character, item))
+
+    def _key(self, character: Character) -> tuple[str, str, str, str]:
+        return (character.id, self.image_encoder.name, self.face_analyzer.name, "base")
+
+    def _base_conditioning(self, character: Character):
+        from ..models.conditioning import CharacterConditioning
+
+        key = self._key(character)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self.stats.memory_hits += 1
+            return cached
+        folder = self.root / character.id
+        same_models = (
+            character.image_encoder == self.image_encoder.name and character.face_model == self.face_analyzer.name
+        )
+        tensors = _read_embeddings(folder / character.embeddings_file) if same_models else None
+        if tensors is not None and {"face_id", "clip_character", "clip_face"} <= tensors.keys():
+            self.stats.disk_loads += 1
+            result = CharacterConditioning(tensors["face_id"], tensors["clip_character"], tensors["clip_face"])
+        else:
+            result = self._recompute(character)
+        self._cache[key] = result
+        return result
+
+    def _recompute(self, character: Character):
+        """Re-encode a stored character with the configured models (face and/or image encoder)."""
+        import torch
+
+        from ..models.conditioning import CharacterConditioning
+
+        log.info(
+            "Recomputing %r: stored with face model %r / encoder %r, configured %r / %r",
+            character.name, character.face_model, character.image_encoder, self.face_analyzer.name, self.image_encoder.name,
+        )
+        folder = self.root / character.id
+        photo = load_image(folder / character.photo_file, what="stored photo", max_side=None)
+        person_mask = load_mask(folder / character.mask_file, what="stored mask", size=photo.size)
+        stored = _read_embeddings(folder / character.embeddings_file) or {}
+        face = character.face
+        if character.face_model == self.face_analyzer.name and face is not None and "face_id" in stored:
+            face_id = stored["face_id"]
+            kps = np.asarray(face.kps, dtype=np.float32)
+        else:
+            faces = self._detect(photo)
+            chosen = _closest_face(faces, face.bbox if face is not None else None)
+            face_id = torch.from_numpy(np.asarray(chosen.embedding, dtype=np.float32).reshape(-1).copy())
+            kps = chosen.kps
+            face = replace(_face_info(chosen, len(faces)))
+        body, face_image = self._crops(photo, person_mask, kps)
+        clip_character, clip_face = self._encode([body, face_image])
+        self.stats.recomputed += 1
+        atomic_write_bytes(folder / character.body_crop_file, image_to_png_bytes(body))
+        atomic_write_bytes(folder / character.face_crop_file, image_to_png_bytes(face_image))
+        atomic_write_bytes(
+            folder / character.embeddings_file,
+            _embeddings_bytes(
+                {"face_id": face_id, "clip_character": clip_character, "clip_face": clip_face},
+                face_model=self.face_analyzer.name,
+                image_encoder=self.image_encoder.name,
+            ),
+        )
+        self._write_record(replace(character, face=face, face_model=self.face_analyzer.name, image_encoder=self.image_encoder.name))
+        return CharacterConditioning(face_id, clip_character, clip_face)
+
+    def _outfit_features(self, character: Character, outfit: Outfit) -> "torch.Tensor":
+        key = (character.id, self.image_encoder.name, "", "outfit:" + outfit.image_file)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self.stats.memory_hits += 1
+            return cached
+        folder = self.root / character.id
+        path = folder / _outfit_embeddings_file(outfit.image_file)
+        tensors = _read_embeddings(path, image_encoder=self.image_encoder.name)
+        if tensors is not None and "clip_character" in tensors:
+            self.stats.disk_loads += 1
+            features = tensors["clip_character"]
+        else:
+            picture = load_image(folder / outfit.image_file, what="stored outfit image", max_side=None)
+            (features,) = self._encode([outfit_crop(picture)])
+            self.stats.recomputed += 1
+            atomic_write_bytes(path, _embeddings_bytes({"clip_character": features}, face_model="", image_encoder=self.image_encoder.name))
+        self._cache[key] = features
+        return features
+
+    # ---- internals -------------------------------------------------------------------------
+    def _ids(self) -> list[str]:
+        return [p.name for p in self.root.iterdir()] if self.root.is_dir() else []
+
+    def _check_free(self, name: str, ignore_id: str | None = None) -> None:
+        key = name.casefold()
+        for character in self.list():
+            if character.name.casefold() == key and character.id != ignore_id:
+                raise CharacterError(
+                    f"A character called {character.name!r} already exists (names ignore case): "
+                    "pick another name, or remove or rename the existing one."
+                )
+
+    def _outfit(self, character: Character, outfit_name: str) -> Outfit:
+        item = character.outfit(str(outfit_name))
+        if item is None:
+            names = ", ".join(o.name for o in character.outfits) or "none yet"
+            raise CharacterError(f"{character.name} has no outfit called {str(outfit_name)!r} (outfits: {names}).")
+        return item
+
+    def _detect(self, rgb_image: Image.Image) -> list[DetectedFace]:
+        faces = list(self.face_analyzer.analyze(np.asarray(rgb_image.convert("RGB"), dtype=np.uint8)))
+        self.stats.face_passes += 1
+        if not faces:
+            raise ImageError(
+                "No face was found in the photo: use a photo where one face is clearly visible, "
+                f"frontal and well lit, at least {MIN_FACE_SIZE} pixels tall."
+            )
+        faces.sort(key=lambda f: f.area, reverse=True)
+        x1, y1, x2, y2 = faces[0].bbox
+        side = min(x2 - x1, y2 - y1)
+        if side < MIN_FACE_SIZE:
+            raise ImageError(
+                f"The face in the photo is too small ({x2 - x1:.0f}x{y2 - y1:.0f} pixels; at least "
+                f"{MIN_FACE_SIZE}x{MIN_FACE_SIZE} is needed): use a closer or higher-resolution photo."
+            )
+        return faces
+
+    def _segment(self, rgb_image: Image.Image) -> Image.Image:
+        if self.segmenter is None:
+            raise ImageError("No segmentation model is configured: supply the person mask yourself (white = the person).")
+        person_mask = self.segmenter.segment(rgb_image).convert("L")
+        self.stats.segment_passes += 1
+        if person_mask.size != rgb_image.size:
+            person_mask = person_mask.resize(rgb_image.size, Image.Resampling.BILINEAR)
+        try:
+            mask_bbox(person_mask)
+        except ImageError:
+            raise ImageError(
+                "The automatic person mask is empty (nobody was segmented): supply your own mask "
+                "(white = the person, same size as the photo) or use a photo with a plainer background."
+            ) from None
+        return person_mask
+
+    def _crops(self, photo: Image.Image, person_mask: Image.Image, kps: np.ndarray) -> tuple[Image.Image, Image.Image]:
+        return character_crop(photo, person_mask, CROP_SIZE), face_crop(photo, kps, CROP_SIZE)
+
+    def _encode(self, images: list[Image.Image]) -> list["torch.Tensor"]:
+        features = self.image_encoder.encode(images)
+        self.stats.clip_passes += len(images)
+        return [features[i].clone() for i in range(len(images))]
+
+    def _read_record(self, folder: Path) -> Character:
+        path = folder / RECORD_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return _character_from_json(data, folder.name)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ProjectError(f"The character record {path} cannot be read ({err}); remove that folder or restore it.") from None
+
+    def _write_record(self, character: Character) -> Character:
+        try:
+            atomic_write_json(self.root / character.id / RECORD_FILE, _record_dict(character))
+        except OSError as err:
+            raise ProjectError(f"Could not save {character.name!r} ({err}): check the folder is writable.") from None
+        return character
+
+
+# --------------------------------------------------------------------------------------------
+# Components
+
+
+def perception_components(
+    settings: "Settings", *, backend: str | None = None, image_encoder_model: Any | None = None
+) -> tuple[FaceAnalyzer, Segmenter, ImageEncoder]:
+    """(face analyzer, segmenter, image encoder) for ``backend`` (default ``settings.backend``).
+
+    ``tiny``: the stand-ins and the tiny random CLIP. Otherwise the real, shared, lazily loaded ones.
+    """
+    backend = backend or settings.backend
+    if backend == "tiny":
+        from ..perception.standins import StandInFaceAnalyzer, StandInSegmenter
+
+        return StandInFaceAnalyzer(), StandInSegmenter(), _shared_tiny_encoder()
+    from ..perception.clip import shared_image_encoder
+    from ..perception.face import shared_face_analyzer
+    from ..perception.segment import shared_segmenter
+
+    return shared_face_analyzer(settings), shared_segmenter(settings), shared_image_encoder(settings, image_encoder_model)
+
+
+_TINY_ENCODER = None
+
+
+def _shared_tiny_encoder():
+    global _TINY_ENCODER
+    if _TINY_ENCODER is None:
+        from ..perception.clip import tiny_clip_encoder
+
+        _TINY_ENCODER = tiny_clip_encoder()
+    return _TINY_ENCODER
+
+
+# --------------------------------------------------------------------------------------------
+# Serialisation
+
+
+def _face_info(face: DetectedFace, faces_found: int) -> FaceInfo:
+    return FaceInfo(
+        bbox=tuple(round(float(v), 2) for v in face.bbox),  # type: ignore[arg-type]
+        kps=tuple((round(float(x), 3), round(float(y), 3)) for x, y in np.asarray(face.kps).reshape(5, 2)),
+        det_score=round(float(face.det_score), 4),
+        gender=face.gender,
+        age=face.age,
+        faces_found=faces_found,
+    )
+
+
+def _closest_face(faces: list[DetectedFace], bbox: tuple[float, float, float, float] | None) -> DetectedFace:
+    if bbox is None:
+        return faces[0]
+
+    def iou(face: DetectedFace) -> float:
+        ax1, ay1, ax2, ay2 = face.bbox
+        bx1, by1, bx2, by2 = bbox
+        w = max(0.0, min(ax2, bx2) - max(ax1, bx1))
+        h = max(0.0, min(ay2, by2) - max(ay1, by1))
+        inter = w * h
+        union = face.area + max(0.0, bx2 - bx1) * max(0.0, by2 - by1) - inter
+        return inter / union if union > 0 else 0.0
+
+    return max(faces, key=iou)
+
+
+def _record_dict(character: Character) -> dict[str, Any]:
+    face = character.face
+    return {
+        "format_version": FORMAT_VERSION,
+        "id": character.id,
+        "name": character.name,
+        "description": character.description,
+        "face": None if face is None else {
+            "bbox": list(face.bbox),
+            "kps": [list(p) for p in face.kps],
+            "det_score": face.det_score,
+            "gender": face.gender,
+            "age": face.age,
+            "faces_found": face.faces_found,
+        },
+        "outfits": [{"name": o.name, "image_file": o.image_file} for o in character.outfits],
+        "files": {
+            "photo": character.photo_file,
+            "mask": character.mask_file,
+            "body_crop": character.body_crop_file,
+            "face_crop": character.face_crop_file,
+            "embeddings": character.embeddings_file,
+        },
+        "face_model": character.face_model,
+        "image_encoder": character.image_encoder,
+        "created": character.created,
+        "extra": character.extra,
+    }
+
+
+def _record_json(character: Character) -> str:
+    return json.dumps(_record_dict(character), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def _safe_relative(value: str, default: str) -> str:
+    """Stored file names must stay inside the character's folder."""
+    text = str(value or default)
+    parts = Path(text).parts
+    if Path(text).is_absolute() or ".." in parts or not parts:
+        raise ValueError(f"unsafe file name {text!r}")
+    return text
+
+
+def _character_from_json(data: dict[str, Any], folder_name: str) -> Character:
+    version = int(data.get("format_version", 1))
+    if version > FORMAT_VERSION:
+        raise ValueError(f"format_version {version} is newer than this program understands ({FORMAT_VERSION}); update StoryMaker Studio")
+    face_data = data.get("face")
+    face = None
+    if face_data:
+        face = FaceInfo(
+            bbox=tuple(float(v) for v in face_data["bbox"]),  # type: ignore[arg-type]
+            kps=tuple((float(x), float(y)) for x, y in face_data["kps"]),
+            det_score=float(face_data.get("det_score", 0.0)),
+            gender=face_data.get("gender"),
+            age=face_data.get("age"),
+            faces_found=int(face_data.get("faces_found", 1)),
+        )
+    files = data.get("files", {})
+    defaults = Character(id=folder_name, name=str(data["name"]))
+    return Character(
+        id=folder_name,  # the folder is the truth (a copied folder keeps working)
+        name=str(data["name"]),
+        description=str(data.get("description", "")),
+        face=face,
+        outfits=tuple(
+            Outfit(str(o["name"]), _safe_relative(o["image_file"], "")) for o in data.get("outfits", [])
+        ),
+        photo_file=_safe_relative(files.get("photo"), defaults.photo_file),
+        mask_file=_safe_relative(files.get("mask"), defaults.mask_file),
+        body_crop_file=_safe_relative(files.get("body_crop"), defaults.body_crop_file),
+        face_crop_file=_safe_relative(files.get("face_crop"), defaults.face_crop_file),
+        embeddings_file=_safe_relative(files.get("embeddings"), defaults.embeddings_file),
+        face_model=str(data.get("face_model", "")),
+        image_encoder=str(data.get("image_encoder", "")),
+        created=str(data.get("created", "")),
+        extra=dict(data.get("extra") or {}),
+    )
+
+
+def _outfit_embeddings_file(image_file: str) -> str:
+    return str(Path(image_file).with_suffix(".safetensors"))
+
+
+def _embeddings_bytes(tensors: dict[str, "torch.Tensor"], *, face_model: str, image_encoder: str) -> bytes:
+    from safetensors.torch import save
+
+    clean = {k: v.detach().to("cpu").float().contiguous() for k, v in tensors.items()}
+    return save(clean, metadata={"face_model": face_model, "image_encoder": image_encoder, "format_version": str(FORMAT_VERSION)})
+
+
+def _read_embeddings(path: Path, *, image_encoder: str | None = None) -> dict[str, "torch.Tensor"] | None:
+    """Tensors of an embeddings file, or None if it is missing, unreadable or (when
+    ``image_encoder`` is given) made by another encoder."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        data = path.read_bytes()
+        if image_encoder is not None:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                if (handle.metadata() or {}).get("image_encoder") != image_encoder:
+                    return None
+        return load(data)
+    except (OSError, SafetensorError, ValueError) as err:
+        log.warning("Ignoring unreadable embeddings %s (%s); they will be recomputed", path, err)
+        return None
