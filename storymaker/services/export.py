@@ -329,7 +329,7 @@ def export_pdf(panels: Sequence[ComicPanel], out_dir: str | Path,
 
     options = options or LayoutOptions()
     title = options.title if title is None else title
-    quality = int(jpeg_quality or options.jpeg_quality)
+    quality = int(options.jpeg_quality if jpeg_quality is None else jpeg_quality)
     if not 1 <= quality <= 95:
         raise InvalidInputError(f"jpeg_quality={quality}: use 1 to 95 (85 is typical).")
     path = Path(out_dir) / f"{safe_filename(filename or title)}.pdf"
