@@ -602,6 +602,7 @@ def convert_checkpoint(src: str | os.PathLike, dst_safetensors: str | os.PathLik
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a weights file is ordinary data
         save_file(flat, tmp, metadata={"format": "pt", "storymaker": "adapter"})
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
