@@ -169,7 +169,12 @@ class CharacterPreview:
 
     @property
     def prompt_noun(self) -> str:
-        return Character(id="-", name=self.name, description=self.description, face=self.face).prompt_noun
+        return Character(id="-", name=self.name or "-", description=self.description, face=self.face).prompt_noun
+
+    @property
+    def annotated(self) -> Image.Image:
+        """Alias of ``face_overlay``."""
+        return self.face_overlay
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,9 +318,14 @@ class CharacterRegistry:
         description: str = "",
         mask: ImageSource | None = None,
     ) -> CharacterPreview:
-        """Understand a photo: face, mask, crops and embeddings. Writes nothing."""
-        clean_name = validate_name(name)
-        self._check_free(clean_name)
+        """Understand a photo: face, mask, crops and embeddings. Writes nothing.
+
+        ``name`` may be "" here (check the photo first, name it in ``add(preview, name=...)``).
+        """
+        clean_name = ""
+        if name is not None and str(name).strip():
+            clean_name = validate_name(name)
+            self._check_free(clean_name)
         clean_description = validate_description(description)
         loaded = read_image(photo, what="photo", max_side=MAX_PHOTO_SIDE)
         rgb_image = loaded.image
@@ -366,8 +376,36 @@ class CharacterRegistry:
             notes=tuple(notes),
         )
 
-    def add(self, preview: CharacterPreview) -> Character:
-        """Store an analysed character (atomically: all of it or nothing)."""
+    def preview(
+        self, photo: ImageSource, *, mask: ImageSource | None = None, name: str = "", description: str = ""
+    ) -> CharacterPreview:
+        """``analyze`` with the photo first and the name optional (for a UI's "check the photo")."""
+        return self.analyze(name, photo, description=description, mask=mask)
+
+    def add(
+        self,
+        preview: CharacterPreview | str,
+        photo: ImageSource | None = None,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        mask: ImageSource | None = None,
+    ) -> Character:
+        """Store a character atomically (all of it or nothing) and return its record.
+
+        ``add(preview)`` stores an analysed preview (``name=`` / ``description=`` override its
+        own); ``add(name, photo, description=..., mask=...)`` analyses and stores in one call.
+        """
+        if not isinstance(preview, CharacterPreview):
+            if photo is None:
+                raise CharacterError("add(name, photo): the photo is missing.")
+            return self.add(self.analyze(preview, photo, description=description or "", mask=mask))
+        if name is not None or description is not None:
+            preview = replace(
+                preview,
+                name=preview.name if name is None else name,
+                description=preview.description if description is None else validate_description(description),
+            )
         with self._lock:
             name = validate_name(preview.name)
             self._check_free(name)
@@ -416,7 +454,7 @@ class CharacterRegistry:
         self, name: str, photo: ImageSource, *, description: str = "", mask: ImageSource | None = None
     ) -> Character:
         """``add(analyze(...))`` in one call."""
-        return self.add(self.analyze(name, photo, description=description, mask=mask))
+        return self.add(name, photo, description=description, mask=mask)
 
     # ---- editing ---------------------------------------------------------------------------
     def rename(self, name_or_id: str, new_name: str) -> Character:
@@ -446,6 +484,13 @@ class CharacterRegistry:
             for key in [k for k in self._cache if k[0] == character.id]:
                 del self._cache[key]
             return character
+
+    delete = remove
+
+    @property
+    def encoder_passes(self) -> int:
+        """Face analyses + segmentations + images encoded by CLIP, since this registry was made."""
+        return self.stats.face_passes + self.stats.segment_passes + self.stats.clip_passes
 
     def add_outfit(self, name_or_id: str, outfit_name: str, image: ImageSource) -> Character:
         """A named outfit: the image (resized to 224x224 like a body crop) whose CLIP features
