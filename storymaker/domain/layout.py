@@ -312,17 +312,17 @@ def _page_rows(k: int, columns: int, max_rows: int) -> list[list[int]]:
     return options
 
 
-def _page_cost(natural: float, avail: float, last: bool) -> float:
+def _page_cost(natural: float, avail: float, last: bool, squeeze: float, stretch: float) -> float:
     """How far a page is from looking deliberate: squeezed (cropped), stretched, or left empty."""
     s = avail / natural
-    if s < MAX_SQUEEZE:  # must shrink as a whole: white bands at the sides
-        return (1 - MAX_SQUEEZE) * 2 + (MAX_SQUEEZE / s - 1) * 6
+    if s < squeeze:  # must shrink as a whole: white bands at the sides
+        return (1 - squeeze) * 2 + (squeeze / s - 1) * 6
     if s < 1:
         return (1 - s) * 2
-    if s <= MAX_STRETCH:
+    if s <= stretch:
         return (s - 1) * 1.5
-    empty = 1 - MAX_STRETCH / s
-    return (MAX_STRETCH - 1) * 1.5 + empty * (1.5 if last else 4)
+    empty = 1 - stretch / s
+    return (stretch - 1) * 1.5 + empty * (1.5 if last else 4)
 
 
 def _pages(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
@@ -337,6 +337,9 @@ def _pages(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
         raise InvalidInputError("The margins leave no room on the page: make them smaller.")
     n = len(aspects)
     max_rows = o.rows_per_page or 6
+    # "fit" letterboxes any slot whose aspect differs from its image's, so rows are never squeezed
+    # or stretched there: the block keeps its natural size (and is centred on the page).
+    squeeze, stretch = (MAX_SQUEEZE, MAX_STRETCH) if o.fit == "cover" else (1.0, 1.0)
     max_k = o.columns * max_rows
 
     # A row of fewer panels than the others would be taller than them (it is justified to the full
@@ -367,7 +370,9 @@ def _pages(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
             space = avail(i == 0) - g * (len(counts) - 1)
             if space <= 0:
                 continue
-            cost = _page_cost(total, space, j == n) + 0.3 * lone
+            fill = (j - i) / (len(counts) * min(o.columns, n))  # half-empty rows look unplanned
+            cost = (_page_cost(total, space, j == n, squeeze, stretch) + 0.3 * lone
+                    + 0.4 * (1 - fill))
             if cost < best[0]:
                 best = (cost, counts)
         return best
@@ -400,10 +405,12 @@ def _pages(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
             start += c
         natural = [row_height(r) for r in rows]
         space = avail(pi == 0) - g * (len(rows) - 1)
-        scale = min(space / sum(natural), MAX_STRETCH)
-        h_scale = max(scale, MAX_SQUEEZE) if scale < 1 else scale
+        scale = min(space / sum(natural), stretch)
+        h_scale = max(scale, squeeze) if scale < 1 else scale
         shrink = min(1.0, space / (sum(natural) * h_scale))  # aspects kept, block centred
         slots, y = [], top
+        if o.fit == "fit":
+            y += (space - sum(natural) * h_scale * shrink) / 2
         for ids, nat in zip(rows, natural):
             h = nat * h_scale * shrink
             row_w = row_width(ids, nat) * shrink

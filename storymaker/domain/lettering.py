@@ -371,7 +371,7 @@ def _place_bubbles(inner: Rect, top: float, dialogue: Sequence["Dialogue"],
             if strict:
                 return None
             ew, eh = min(ew, inner.w), min(eh, max(inner.bottom - top - tail_room, size * 2))
-        best: tuple[float, Rect] | None = None
+        best: tuple[float, Rect, float] | None = None
         y_min = top
         for prev in boxes:
             y_min = max(y_min, prev.y + 0.25 * prev.h)  # later lines start lower: reading order
@@ -390,13 +390,15 @@ def _place_bubbles(inner: Rect, top: float, dialogue: Sequence["Dialogue"],
                 if any(cand.y < b.bottom and cand.center[0] < b.center[0] for b in boxes):
                     continue  # beside an earlier bubble, it must be to its right
                 cost = abs(cand.center[0] - sx) / inner.w + 1.2 * (y - y_min) / inner.h
-                for face in faces:
-                    cost += 4.0 * _overlap(cand, face) / (face.w * face.h)
+                covered = max((_overlap(cand, f) / (f.w * f.h) for f in faces), default=0.0)
+                cost += 4.0 * covered
                 if hy is not None and cand.bottom > hy:
                     cost += 0.5  # bubbles sit above the speaker's head when they can
                 if best is None or cost < best[0]:
-                    best = (cost, cand)
+                    best = (cost, cand, covered)
         overlaps = False
+        if best is not None and best[2] > 0.25 and strict:
+            return None  # hiding a face: try smaller text first
         if best is None:
             if strict:
                 return None
@@ -404,7 +406,7 @@ def _place_bubbles(inner: Rect, top: float, dialogue: Sequence["Dialogue"],
             log.warning("No free room for %r's bubble at the smallest size; it may overlap.",
                         line.speaker)
             best = (0.0, Rect(max(inner.x, min(sx - ew / 2, inner.right - ew)),
-                              max(inner.y, min(y_min, inner.bottom - eh)), ew, eh))
+                              max(inner.y, min(y_min, inner.bottom - eh)), ew, eh), 0.0)
         box = best[1]
         text_box = Rect(box.center[0] - block.width / 2, box.center[1] - block.height / 2,
                         block.width, block.height)
