@@ -143,6 +143,11 @@ def test_load_onto_meta_adapter_assigns_in_target_dtype(tiny, tmp_path):
     expected = adapter.state_dict_for_checkpoint()["image_proj_model"]["pos_embed"].to(torch.bfloat16)
     assert torch.equal(lazy.image_proj.pos_embed, expected)
 
+    unet_half = tiny_unet().to(torch.float16)
+    built = StoryMakerAdapter.from_checkpoint(path, unet_half, clip_dim=TINY_CLIP_DIM, rank=8)
+    assert {p.dtype for p in built.parameters()} == {torch.float16}
+    assert torch.equal(built.image_proj.pos_embed, adapter.image_proj.pos_embed.detach().half())
+
 
 def test_load_copies_into_existing_half_params(tiny, tmp_path):
     unet, adapter = tiny

@@ -8,9 +8,8 @@ running pickle code, installs the processors, and fuses/unfuses the LoRA.
 
 Typical use (real weights, no 3 GB fp32 detour)::
 
-    with torch.device("meta"):
-        adapter = StoryMakerAdapter.for_unet(unet, clip_dim=image_encoder.config.hidden_size)
-    adapter.load_checkpoint(path, device=unet.device, dtype=unet.dtype)
+    adapter = StoryMakerAdapter.from_checkpoint(path, unet, clip_dim=image_encoder.config.hidden_size)
+    # = build inside ``with torch.device("meta"):`` + load_checkpoint(path, device=..., dtype=...)
     adapter.install(unet)
     unet(..., cross_attention_kwargs=adapter.cross_attention_kwargs(tokens, ip_scale=0.8, lora_scale=0.8))
 """
@@ -213,6 +212,20 @@ class StoryMakerAdapter(nn.Module):
         )
         return cls(image_proj, processors)
 
+    @classmethod
+    def from_checkpoint(cls, source: str | os.PathLike | Mapping[str, Any], unet, clip_dim: int, *,
+                        face_id_dim: int = 512, rank: int = 128, device: torch.device | str | None = None,
+                        dtype: torch.dtype | None = None, strict: bool = True) -> "StoryMakerAdapter":
+        """Build on the meta device for ``unet`` and load ``source`` straight into ``device``/``dtype``
+        (default: the UNet's). Not installed: call :meth:`install`."""
+        with torch.device("meta"):
+            adapter = cls.for_unet(unet, clip_dim=clip_dim, face_id_dim=face_id_dim, rank=rank)
+        if _is_unet(unet):
+            device = device if device is not None else unet.device
+            dtype = dtype if dtype is not None else unet.dtype
+        adapter.load_checkpoint(source, strict=strict, device=device, dtype=dtype)
+        return adapter.eval()
+
     # ---- layout / checkpoint ------------------------------------------------------------
 
     def layout(self) -> dict[str, Any]:
@@ -242,9 +255,13 @@ class StoryMakerAdapter(nn.Module):
         (or ``dtype``/``device``): copied into existing parameters, or assigned when the adapter
         was built on the meta device (then ``device`` defaults to CPU), so no fp32 copy is kept.
         """
+        if self.fused_scale is not None:
+            raise CheckpointError(
+                "The adapter's LoRA is fused into a UNet: call unfuse_lora(unet) before loading new weights."
+            )
         if isinstance(source, Mapping):
-            state = normalize_checkpoint(source, str("the given state dict"))
             label = "the given state dict"
+            state = normalize_checkpoint(source, label)
         else:
             state = load_checkpoint_state(source)
             label = str(source)
@@ -257,14 +274,9 @@ class StoryMakerAdapter(nn.Module):
                     label, problems if strict else shape_problems, limit=MAX_LISTED_PROBLEMS,
                 ))
             logger.warning("%s", describe_problems(label, problems, limit=MAX_LISTED_PROBLEMS))
-        if self.fused_scale is not None:
-            raise CheckpointError(
-                "The adapter's LoRA is fused into a UNet: call unfuse_lora(unet) before loading new weights."
-            )
         on_meta = any(p.is_meta for p in self.parameters())
-        if dtype is not None or (device is not None and not on_meta):
-            if not on_meta:
-                self.to(device=device, dtype=dtype)
+        if not on_meta and (device is not None or dtype is not None):
+            self.to(device=device, dtype=dtype)
         for section, module in (("image_proj_model", self.image_proj), ("ip_adapter", self.ip_adapter)):
             own = module.state_dict()
             given = {k: v for k, v in state.get(section, {}).items() if k in own}
