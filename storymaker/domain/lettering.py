@@ -344,22 +344,39 @@ def plan_lettering(area: Rect, caption: str | None, dialogue: Sequence["Dialogue
     size = o.px(o.font_size)
     min_size = o.px(o.min_font_size)
     while True:
-        placed = _place_bubbles(inner, top, dialogue, by_name, heads, faces, size, o, bold_chain,
-                                strict=size > min_size)
-        if placed is not None:
-            return tuple(balloons) + placed
+        # Two greedy strategies (bubbles high in the panel / just above each speaker); the plan
+        # that hides fewer faces, keeps bubbles above their speakers and has shorter tails wins.
+        plans = [p for p in (
+            _place_bubbles(inner, top, dialogue, by_name, heads, faces, size, o, bold_chain,
+                           strict=size > min_size, near_head=near)
+            for near in (False, True)) if p is not None]
+        if plans:
+            return tuple(balloons) + min(plans, key=lambda p: _plan_cost(p, faces, inner))
         size = max(min_size, size * 0.88)
+
+
+def _plan_cost(plan: tuple[Balloon, ...], faces: list[Rect], inner: Rect) -> float:
+    cost = 0.0
+    for b in plan:
+        cost += 4.0 * max((_overlap(b.box, f) / (f.w * f.h) for f in faces), default=0.0)
+        cost += 3.0 * b.overlaps
+        if b.tail and b.target:
+            cost += 0.8 * math.dist(b.box.center, b.tail[1]) / inner.h
+            if b.box.bottom > b.target[1] and b.target[1] < inner.bottom - 1:
+                cost += 0.5  # below its speaker's head
+    return cost
 
 
 def _place_bubbles(inner: Rect, top: float, dialogue: Sequence["Dialogue"],
                    by_name: dict[str, SpeakerAnchor], heads: dict[str, tuple[float, float]],
                    faces: list[Rect], size: float, o: LetteringOptions, chain: FontChain,
-                   strict: bool) -> tuple[Balloon, ...] | None:
+                   strict: bool, near_head: bool = False) -> tuple[Balloon, ...] | None:
     pad = o.px(o.padding)
     gap = max(2.0, size * 0.4)
     tail_room = size * 1.2
     placed: list[Balloon] = []
     boxes: list[Rect] = []
+    face_r = o.face_radius * inner.w
     for line in dialogue:
         anchor = by_name.get(line.speaker.casefold())
         sx, hy = _speaker_point(anchor, heads, inner)
@@ -389,7 +406,11 @@ def _place_bubbles(inner: Rect, top: float, dialogue: Sequence["Dialogue"],
                     continue
                 if any(cand.y < b.bottom and cand.center[0] < b.center[0] for b in boxes):
                     continue  # beside an earlier bubble, it must be to its right
-                cost = abs(cand.center[0] - sx) / inner.w + 1.2 * (y - y_min) / inner.h
+                cost = abs(cand.center[0] - sx) / inner.w
+                if hy is None or not near_head:
+                    cost += 1.2 * (y - y_min) / inner.h  # high in the panel
+                else:  # just above the speaker's head, so the tail is short
+                    cost += 1.5 * abs(cand.bottom - (hy - face_r * 1.3 - tail_room * 1.5)) / inner.h
                 covered = max((_overlap(cand, f) / (f.w * f.h) for f in faces), default=0.0)
                 cost += 4.0 * covered
                 if hy is not None and cand.bottom > hy:
@@ -412,9 +433,8 @@ def _place_bubbles(inner: Rect, top: float, dialogue: Sequence["Dialogue"],
                         block.width, block.height)
         target = (sx, hy) if hy is not None else (sx, min(box.bottom + tail_room * 1.6,
                                                               inner.bottom))
-        face_r = o.face_radius * inner.w
         tail = _tail(box, target, stop=face_r * 1.1 if hy is not None else 0.0,
-                     max_len=max(tail_room * 2.2, eh * 0.6), min_len=tail_room * 0.8)
+                     max_len=max(tail_room * 2.5, eh * 0.9), min_len=tail_room * 0.8)
         placed.append(Balloon("speech", line.text, box, _centered_lines(block, text_box, chain),
                               block.size, bold=True, speaker=line.speaker, tail=tail,
                               target=target, overlaps=overlaps))

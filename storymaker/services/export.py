@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..domain.layout import LayoutOptions, PageLayout, Placement, Rect, compute_layout, place_image
+from ..domain.layout import LayoutOptions, PageLayout, Placement, compute_layout, place_image
 from ..domain.lettering import (
     Balloon,
     FontChain,
