@@ -238,6 +238,12 @@ def _resolve_in_panel(written: str, chars: tuple[str, ...], names: _Names) -> tu
     return None, f"outfit for {name}, who is not in this panel ({present}); add [{name}] to the prompt or remove the outfit"
 
 
+def _slot_order(outfits: list[tuple[str, str]], chars: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Outfits are a mapping: keep them in character-slot order so that every form agrees."""
+    slots = {normalize_name(c): i for i, c in enumerate(chars)}
+    return tuple(sorted(outfits, key=lambda item: slots.get(normalize_name(item[0]), len(slots))))
+
+
 def _single_line(value: str) -> bool:
     return "\n" not in value and "\r" not in value
 
@@ -488,7 +494,7 @@ class _Parser:
                 self._issue(lineno, col, f"{name} has two outfits in this panel; keep one")
                 continue
             result.append((name, what))
-        p["outfits"] = tuple(result)
+        p["outfits"] = _slot_order(result, p["characters"])
 
     def _dialogue(self, lineno: int, lead: int, who: str, value: str, vcol: int, *, brackets: bool) -> None:
         p = self.panel
@@ -574,8 +580,8 @@ def _fmt_value(where: str, key: str, value: Any) -> str:
     else:
         text = str(value)
         error = None
-        if text != text.strip() or not _single_line(text) or text.startswith("#"):
-            error = f"{key} {text!r} cannot be written on one line (no line breaks, no surrounding spaces, no leading #)"
+        if text != text.strip() or not _single_line(text):
+            error = f"{key} {text!r} cannot be written on one line (no line breaks, no surrounding spaces)"
     if error:
         raise InvalidInputError(f"{where}: {error}")
     return text
@@ -804,6 +810,7 @@ def story_from_data(
                 problems.append((path, "outfit names cannot contain ',' (nor '=' in character names)"))
                 continue
             outfits.append((name, what.strip()))
+        outfits = _slot_order(outfits, chars)
         dialogue = []
         for j, line in enumerate(raw.get("dialogue", [])):
             path = f"{at}.dialogue[{j}]"

@@ -128,12 +128,13 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         ``download``: None downloads missing weights unless the hub is offline (``HF_HUB_OFFLINE=1``).
         Missing weights raise :class:`WeightsNotFoundError` naming each model and how to provide it.
         """
-        from .weights import load_pipeline_components
+        from .weights import load_extra_loras, load_pipeline_components
 
         components, options = load_pipeline_components(
             settings, with_controlnet=with_controlnet, download=download, progress=progress
         )
         pipe = cls(**components)
+        load_extra_loras(pipe, settings)
         pipe.apply_runtime_options(**options)
         return pipe
 

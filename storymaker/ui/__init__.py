@@ -79,16 +79,18 @@ def launch_options(settings: Settings) -> dict[str, Any]:
 
 
 def build_app(services: Any, *, settings: Settings | None = None,
-              sessions: SessionManager | None = None) -> StudioApp:
+              sessions: SessionManager | None = None, pose_estimator=None) -> StudioApp:
     """Build the Blocks over ``services`` (a :class:`storymaker.services.container.Services` or a
-    compatible fake). Nothing is launched."""
+    compatible fake). ``pose_estimator``: a zero-argument factory of the estimator used to extract
+    poses from photos (default: OpenPose from the settings, loaded on first use). Nothing is launched."""
     import gradio as gr
 
     from . import characters_tab, comic_tab, poses_tab, project_tab, render_tab, story_tab
 
     settings = settings or services.settings
     sessions = sessions or SessionManager(settings.sessions_dir, settings.session_max_age_hours)
-    ctx = StudioContext(services=services, settings=settings, sessions=sessions, cancels=CancelFlags())
+    ctx = StudioContext(services=services, settings=settings, sessions=sessions, cancels=CancelFlags(),
+                        pose_estimator_factory=pose_estimator)
     banner, banner_class = banner_text(services)
     max_age = int(settings.session_max_age_hours * 3600)
 

@@ -40,9 +40,12 @@ def analyze_photo(ctx: StudioContext, sid: str, photo, mask):
         raise ImageError("Upload a photo of the character first (one clearly visible face).")
     preview = ctx.registry(sid).preview(photo, mask=mask)
     face = preview.face
-    lines = [f"Faces found: **{face.faces_found}** (the largest is used)." if face else "No face."]
-    if face is not None and face.gender:
-        lines.append(f"Face analysis says: {face.gender}" + (f", about {face.age}" if face.age else "") + ".")
+    lines = [f"Faces found: **{face.faces_found}** (the largest, boxed in green, is used)."]
+    if face.gender:
+        lines.append(f"Face analysis says: {face.gender}" + (f", about {face.age}" if face.age else "")
+                     + f". Without a description the script writes [Name] as \"{preview.prompt_noun}\".")
+    lines.append(f"Mask from: {preview.mask_source}. Models: {preview.face_model}, {preview.image_encoder}.")
+    lines += [f"Note: {note}" for note in preview.notes]
     return preview.annotated, preview.mask, preview.body_crop, preview.face_crop, "\n\n".join(lines)
 
 

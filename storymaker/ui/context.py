@@ -49,6 +49,23 @@ class StudioContext:
     settings: Settings
     sessions: SessionManager
     cancels: CancelFlags = field(default_factory=CancelFlags)
+    # The pose estimator for "extract a pose from a photo": shared, loaded on first use.
+    pose_estimator_factory: Any = None
+    _shared: dict = field(default_factory=dict, repr=False)
+    _shared_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def pose_estimator(self):
+        """The app's pose estimator (OpenPose from the settings unless the app was given one)."""
+        with self._shared_lock:
+            if "pose_estimator" not in self._shared:
+                if self.pose_estimator_factory is not None:
+                    estimator = self.pose_estimator_factory()
+                else:
+                    from ..perception.pose import OpenposeEstimator
+
+                    estimator = OpenposeEstimator.from_settings(self.settings)
+                self._shared["pose_estimator"] = estimator
+            return self._shared["pose_estimator"]
 
     # -- per-session objects (rebuilt from the folder on every call: cheap, and never shared) --
 

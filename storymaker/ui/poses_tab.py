@@ -18,10 +18,11 @@ def pose_items(ctx: StudioContext, sid: str) -> list[tuple[Any, str]]:
     """(preview image, caption) for every pose: presets, then the project's own."""
     library = ctx.poses(sid)
     items = []
-    for pose in library.list():
-        people = f"{pose.num_people} {'person' if pose.num_people == 1 else 'people'}"
-        tag = " (project)" if pose.source == "project" else ""
-        items.append((library.preview(pose.name), f"{pose.name}: {people}{tag}"))
+    for info in library.list():
+        people = f"{info.num_people} {'person' if info.num_people == 1 else 'people'}"
+        tag = " (project)" if info.source == "project" else ""
+        image = str(info.preview) if info.preview is not None else library.preview(info.name, THUMB, THUMB)
+        items.append((image, f"{info.name}: {people}{tag}"))
     return items
 
 
@@ -34,15 +35,14 @@ def preview_pose(ctx: StudioContext, sid: str, name: str, width, height):
     from PIL import ImageOps
 
     from ..errors import PoseError
-    from ..perception.pose import render_pose
-
     if not name:
         raise PoseError("Choose a pose in the gallery or the list first.")
     w, h = int(width), int(height)
     if w % 8 or h % 8 or w <= 0 or h <= 0:
         raise PoseError(f"Panel size {w}x{h} is not usable: use positive multiples of 8.")
-    pose = ctx.poses(sid).get(name)
-    image = render_pose(pose, w, h)
+    library = ctx.poses(sid)
+    pose = library.get(name)
+    image = library.preview(name, w, h)
     framed = ImageOps.expand(image, border=max(2, min(w, h) // 100), fill=(200, 200, 200))
     info = (f"**{pose.name}**: {pose.num_people} {'person' if pose.num_people == 1 else 'people'}, "
             f"frame {pose.width}x{pose.height} fitted into a {w}x{h} panel. "
@@ -56,7 +56,7 @@ def extract_from_photo(ctx: StudioContext, sid: str, photo, name: str):
 
     if photo is None:
         raise ImageError("Upload a photo showing the pose (whole bodies visible).")
-    pose = ctx.poses(sid).extract(photo, name)
+    pose = ctx.poses(sid).extract(photo, (name or "").strip(), ctx.pose_estimator())
     return pose.name, ok(f"Saved pose **{pose.name}** with {pose.num_people} "
                          f"{'person' if pose.num_people == 1 else 'people'}.")
 
