@@ -92,7 +92,8 @@ class ModelSpec:
 
     def describe(self) -> str:
         size = f", ~{self.size_gb:g} GB" if self.size_gb else ""
-        return f"{self.name} ({self.source}{size})"
+        files = f", file {', '.join(self.files)}" if self.kind == HUB_FILES and self.files else ""
+        return f"{self.name} ({self.source}{files}{size})"
 
     def how_to_provide(self) -> str:
         if self.kind == INSIGHTFACE:
