@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -107,7 +105,6 @@ def test_perceiver_attention_is_attention_over_features_and_latents():
         k, v = (t.view(2, 16, 4, 8).transpose(1, 2) for t in (k, v))
         ref = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 5, 32)
         torch.testing.assert_close(attn(features, latents), attn.to_out(ref), rtol=1e-5, atol=1e-6)
-    assert math.isclose(1 / math.sqrt(math.sqrt(8)) ** 2, 1 / math.sqrt(8))
 
 
 # ---------------------------------------------------------------- processors on one Attention
