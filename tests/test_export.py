@@ -189,3 +189,38 @@ def test_from_story_panel_uses_pose_heads():
     _, placement = page.placements[0]
     head = placement.to_dest(0.7, 0.3)
     assert speech.target == pytest.approx(head)
+
+
+def test_pdf_text_is_drawn_inside_its_balloons(panels, tmp_path):
+    """Each text object starts inside the caption/bubble (or title) the layout planned for it."""
+    import pypdf
+
+    options = _small(kind="pages", title=TITLE)
+    path = export_pdf(panels, tmp_path, options)
+    pages = render_comic(panels, options, draw=False)
+    reader = pypdf.PdfReader(str(path))
+    k = 72.0 / options.dpi
+    for page, pdf_page in zip(pages, reader.pages):
+        page_h = page.layout.height * k
+        boxes = [b.box for b in page.balloons]
+        if page.layout.title_box is not None:
+            boxes.append(page.layout.title_box)
+        starts = []
+
+        def visit(text, cm, tm, font, size):
+            if text.strip():
+                starts.append((text, tm[4] / k, (page_h - tm[5]) / k))
+
+        pdf_page.extract_text(visitor_text=visit)
+        assert len(starts) >= sum(len(b.lines) for b in page.balloons)
+        for text, x, y in starts:
+            assert any(b.x - 1 <= x <= b.right + 1 and b.y - 1 <= y <= b.bottom + 1 for b in boxes), (
+                text, x, y)
+
+
+def test_geometry_only_pass_matches_the_drawn_pages(panels):
+    options = _small(kind="grid", columns=3)
+    drawn = render_comic(panels, options)
+    plan = render_comic(panels, options, draw=False)
+    assert [p.balloons for p in drawn] == [p.balloons for p in plan]
+    assert [p.placements for p in drawn] == [p.placements for p in plan]

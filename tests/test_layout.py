@@ -176,3 +176,22 @@ def test_no_panels_or_bad_aspects():
         compute_layout([], LayoutOptions())
     with pytest.raises(InvalidInputError):
         compute_layout([1.0, 0.0], LayoutOptions())
+
+
+def test_random_layouts_hold_the_invariants():
+    import random
+
+    rng = random.Random(99)
+    for _ in range(60):
+        n = rng.randint(1, 16)
+        aspects = [rng.uniform(0.4, 2.6) for _ in range(n)]
+        options = LayoutOptions(
+            kind=rng.choice(KINDS), columns=rng.randint(1, 4), fit=rng.choice(["cover", "fit"]),
+            page_size=rng.choice(["A4", "Letter"]), orientation=rng.choice(["portrait", "landscape"]),
+            title=rng.choice(["", "T"]), dpi=rng.choice([72, 150]),
+            rows_per_page=rng.choice([0, 0, 2]))
+        pages = compute_layout(aspects, options)
+        _check_pages(pages, aspects, options)
+        if options.kind == "pages" and options.rows_per_page:
+            for p in pages:
+                assert len({round(s.rect.y, 3) for s in p.slots}) <= options.rows_per_page

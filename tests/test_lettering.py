@@ -228,3 +228,49 @@ def test_drawing_is_anti_aliased_and_lands_in_the_box():
     assert levels > 20  # smooth edges, not just ink / paper / background
     outside = page.getpixel((5, 5))
     assert outside == (90, 140, 200)
+
+
+def test_text_too_long_for_a_tiny_panel_is_cut_with_an_ellipsis():
+    area = Rect(0, 0, 120, 90)
+    balloons = plan_lettering(area, "A very long caption " * 20, (Dialogue("A", "Hello there, how are you?"),),
+                              ())
+    caption = balloons[0]
+    assert caption.lines[-1].text.endswith("\u2026")
+    assert area.contains(caption.box, tol=0.5)
+    for b in balloons:
+        assert b.box.bottom <= area.bottom + 0.5
+
+
+def test_random_panels_keep_bubbles_apart_and_inside():
+    """Seeded random panels: sizes, 1-4 lines, heads or slots; every plan that found room has
+    no overlaps, stays inside, and reads in script order."""
+    import random
+
+    rng = random.Random(1234)
+    words = "the storm lamp tea boat night keeper light sea home you me always never".split()
+    for _ in range(25):
+        area = Rect(rng.uniform(0, 50), rng.uniform(0, 50), rng.uniform(250, 900), rng.uniform(250, 900))
+        n_people = rng.randint(1, 3)
+        anchors, heads = [], {}
+        for slot in range(n_people):
+            name = f"P{slot}"
+            head = (rng.uniform(0.1, 0.9), rng.uniform(0.2, 0.7)) if rng.random() < 0.6 else None
+            anchors.append(SpeakerAnchor(name, head, slot, n_people))
+            if head:
+                heads[name] = (area.x + head[0] * area.w, area.y + head[1] * area.h)
+        lines = tuple(Dialogue(f"P{rng.randrange(n_people)}",
+                               " ".join(rng.choice(words) for _ in range(rng.randint(1, 9))))
+                      for _ in range(rng.randint(1, 4)))
+        caption = "Narration here." if rng.random() < 0.5 else None
+        balloons = plan_lettering(area, caption, lines, tuple(anchors), heads)
+        speech = _speech(balloons)
+        assert len(speech) == len(lines)
+        if any(b.overlaps for b in speech):
+            continue
+        _no_overlaps(balloons)
+        assert all(area.contains(b.box, tol=0.5) for b in balloons)
+        tops = [b.box.y for b in speech]
+        assert tops == sorted(tops)
+        for b in speech:  # every tail heads toward its target
+            cx, cy = b.box.center
+            assert math.dist(b.tip, b.target) < math.dist((cx, cy), b.target) + 1e-6

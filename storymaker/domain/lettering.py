@@ -210,6 +210,23 @@ def fit_text(text: str, chain: FontChain, max_width: float, max_height: float,
         s = max(min_size, s * 0.9)
 
 
+def truncate_text(block: TextBlock, chain: FontChain, max_height: float) -> TextBlock:
+    """Keep the lines that fit ``max_height``; the last kept line ends with an ellipsis."""
+    keep = max(1, int((max_height - block.size * 1.1) // block.line_height) + 1)
+    if keep >= len(block.lines):
+        return block
+    lines = list(block.lines[:keep])
+    last = lines[-1]
+    limit = max(block.width, 1.0)
+    while last and chain.measure(last.rstrip() + "\u2026", block.size) > limit:
+        last = last[:-1]
+    lines[-1] = last.rstrip() + "\u2026"
+    width = max(chain.measure(line, block.size) for line in lines)
+    log.warning("Text too long for its panel even at the smallest size; cut after %d line(s).", keep)
+    return TextBlock(tuple(lines), block.size, width,
+                     block.line_height * (keep - 1) + block.size * 1.1, block.line_height)
+
+
 def _centered_lines(block: TextBlock, box: Rect, chain: FontChain) -> tuple[TextLine, ...]:
     ascent = block.size * 0.95
     top = box.y + (box.h - block.height) / 2
@@ -331,6 +348,7 @@ def plan_lettering(area: Rect, caption: str | None, dialogue: Sequence["Dialogue
     if caption and caption.strip():
         block = fit_text(caption, chain, inner.w * o.caption_max_width - 2 * pad,
                          inner.h * 0.35 - 2 * pad, o.px(o.caption_size), o.px(o.min_font_size))
+        block = truncate_text(block, chain, inner.h * 0.35 - 2 * pad)
         box = Rect(inner.x, inner.y, block.width + 2 * pad, block.height + 2 * pad)
         text_box = box.inset(pad)
         balloons.append(Balloon("caption", caption, box, _centered_lines(block, text_box, chain),
@@ -387,7 +405,10 @@ def _place_bubbles(inner: Rect, top: float, dialogue: Sequence["Dialogue"],
         if ew > inner.w or eh + tail_room > inner.bottom - top:
             if strict:
                 return None
-            ew, eh = min(ew, inner.w), min(eh, max(inner.bottom - top - tail_room, size * 2))
+            room = max(inner.bottom - top - tail_room, size * 2)
+            block = truncate_text(block, chain, (room - 2 * pad) / _ELLIPSE_Y)
+            ew = min(block.width * _ELLIPSE_X + 2 * pad, inner.w)
+            eh = min(block.height * _ELLIPSE_Y + 2 * pad, room)
         best: tuple[float, Rect, float] | None = None
         y_min = top
         for prev in boxes:

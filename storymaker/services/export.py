@@ -131,8 +131,11 @@ def _heads(panel: ComicPanel, placement: Placement) -> dict[str, tuple[float, fl
 
 def render_comic(panels: Sequence[ComicPanel], options: LayoutOptions | None = None,
                  lettering: LetteringOptions | None = None, *, title: str | None = None,
-                 author: str = "") -> list[ComicPage]:
-    """Lay out, fill and letter every page. ``title`` overrides ``options.title``."""
+                 author: str = "", draw: bool = True) -> list[ComicPage]:
+    """Lay out, fill and letter every page. ``title`` overrides ``options.title``.
+
+    With ``draw=False`` only the geometry is computed (``ComicPage.image`` is a blank page): the
+    PDF export draws images, shapes and text itself."""
     from PIL import Image, ImageDraw
 
     options = options or LayoutOptions()
@@ -146,27 +149,31 @@ def render_comic(panels: Sequence[ComicPanel], options: LayoutOptions | None = N
     pages = []
     for layout in layouts:
         page = Image.new("RGB", (layout.width, layout.height), options.background)
-        draw = ImageDraw.Draw(page)
+        pen = ImageDraw.Draw(page)
         placements, balloons = [], []
         for slot in layout.slots:
             panel = panels[slot.panel]
             aspect = panel.image.size[0] / panel.image.size[1]
             placement = place_image(aspect, slot.rect, options.fit)
             left, top, right, bottom = placement.dest.rounded()
-            page.paste(_crop_resize(panel.image, placement), (left, top))
-            if border > 0:
+            if draw:
+                page.paste(_crop_resize(panel.image, placement), (left, top))
+            if border > 0 and draw:
                 w = max(1, round(border))
-                draw.rectangle((left - w, top - w, right + w - 1, bottom + w - 1), outline=letter.ink,
-                               width=w)
+                pen.rectangle((left - w, top - w, right + w - 1, bottom + w - 1), outline=letter.ink,
+                              width=w)
             placements.append((slot.panel, placement))
             balloons.extend(plan_lettering(placement.dest, panel.caption, panel.dialogue,
                                            panel.anchors, _heads(panel, placement), letter,
                                            regular, bold))
-        draw_balloons(page, balloons, letter, regular, bold)
+        if draw:
+            draw_balloons(page, balloons, letter, regular, bold)
         title_info = None
         if layout.title_box is not None:
             title_info = title_line(layout.title_box, options.title, layout.title_box.h / 1.9, bold)
-            draw_title(page, layout.title_box, options.title, letter, layout.title_box.h / 1.9, bold)
+            if draw:
+                draw_title(page, layout.title_box, options.title, letter, layout.title_box.h / 1.9,
+                           bold)
         pages.append(ComicPage(page, layout, tuple(placements), tuple(balloons), title_info, author))
     return pages
 
@@ -334,7 +341,7 @@ def export_pdf(panels: Sequence[ComicPanel], out_dir: str | Path,
         raise InvalidInputError(f"jpeg_quality={quality}: use 1 to 95 (85 is typical).")
     path = Path(out_dir) / f"{safe_filename(filename or title)}.pdf"
     _targets_free([path], overwrite)
-    pages = render_comic(panels, options, lettering, title=title, author=author)
+    pages = render_comic(panels, options, lettering, title=title, author=author, draw=False)
     letter = _lettering_for(options, lettering)
     regular, bold = default_chain(False), default_chain(True)
     _register_fonts([regular, bold])
