@@ -177,6 +177,31 @@ def _resolve_device(device: str) -> str:
     return "cpu"
 
 
+_DETECTORS: dict[tuple, Any] = {}
+_DETECTORS_LOCK = threading.Lock()
+
+
+def _load_detector(folder: Path, device: str) -> Any:
+    stamps = tuple((n, (folder / n).stat().st_size, (folder / n).stat().st_mtime_ns) for n in ANNOTATOR_FILES)
+    key = (str(folder.resolve()), stamps, device)
+    with _DETECTORS_LOCK:
+        if key in _DETECTORS:
+            return _DETECTORS[key]
+        op = _import_open_pose()
+        log.info("Loading OpenPose annotators from %s on %s", folder, device)
+        try:
+            detector = op.OpenposeDetector.from_pretrained(str(folder))
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError, OSError) as err:
+            raise CheckpointError(
+                f"The pose annotator weights in {folder} could not be loaded "
+                f"({type(err).__name__}: {err}); replace them with the files from "
+                "lllyasviel/Annotators."
+            ) from None
+        detector = detector.to(device)
+        _DETECTORS[key] = detector
+        return detector
+
+
 # -- extraction ---------------------------------------------------------------------------------
 
 
@@ -217,20 +242,15 @@ class OpenposeEstimator:
         return cls(settings.pose_annotators, device=kwargs.pop("device", settings.device), **kwargs)
 
     def load(self) -> Any:
-        """Check the weight files, then build ``OpenposeDetector`` (quick error when missing)."""
+        """Check the weight files, then build ``OpenposeDetector`` (quick error when missing).
+
+        Detectors are shared process-wide per (folder, file stamps, device): a second estimator on
+        the same weights does not load them again.
+        """
         with self._lock:
             if self._detector is None:
                 folder = resolve_annotators(self.source, allow_download=self.allow_download)
-                op = _import_open_pose()
-                try:
-                    detector = op.OpenposeDetector.from_pretrained(str(folder))
-                except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError, OSError) as err:
-                    raise CheckpointError(
-                        f"The pose annotator weights in {folder} could not be loaded "
-                        f"({type(err).__name__}: {err}); replace them with the files from "
-                        "lllyasviel/Annotators."
-                    ) from None
-                self._detector = detector.to(_resolve_device(self.device))
+                self._detector = _load_detector(folder, _resolve_device(self.device))
             return self._detector
 
     def detect(self, image: "Image.Image") -> list[Person]:
