@@ -224,3 +224,15 @@ def test_geometry_only_pass_matches_the_drawn_pages(panels):
     plan = render_comic(panels, options, draw=False)
     assert [p.balloons for p in drawn] == [p.balloons for p in plan]
     assert [p.placements for p in drawn] == [p.placements for p in plan]
+
+
+def test_imports_stay_light():
+    """Layout, lettering and export import neither torch nor PIL/reportlab at module import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, storymaker.domain.layout, storymaker.domain.lettering, "
+            "storymaker.services.export; "
+            "print(sorted(m for m in ('torch', 'diffusers', 'PIL', 'reportlab') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
