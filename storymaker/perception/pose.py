@@ -54,9 +54,9 @@ __all__ = [
 #: Files ``OpenposeDetector.from_pretrained`` loads from ``Settings.pose_annotators``.
 ANNOTATOR_FILES = ("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth")
 _HOW_TO = (
-    "Download body_pose_model.pth, hand_pose_model.pth and facenet.pth from the Hugging Face repo "
-    "lllyasviel/Annotators into a folder and set STORYMAKER_POSE_ANNOTATORS to that folder (or run "
-    "once with network access so the hub cache holds them)."
+    "Run `python -m storymaker download` on a machine with internet access, or download "
+    "body_pose_model.pth, hand_pose_model.pth and facenet.pth from the Hugging Face repo "
+    "lllyasviel/Annotators into a folder and set STORYMAKER_POSE_ANNOTATORS to that folder."
 )
 
 
@@ -94,75 +94,37 @@ def render_pose(pose: Pose, width: int, height: int) -> "Image.Image":
 # -- weights ------------------------------------------------------------------------------------
 
 
-def missing_annotator_files(folder: str | os.PathLike) -> list[str]:
-    """The annotator files absent (or empty) in ``folder``."""
-    folder = Path(folder)
-    return [n for n in ANNOTATOR_FILES if not (folder / n).is_file() or (folder / n).stat().st_size == 0]
+def annotators_spec(source: str | os.PathLike) -> Any:
+    """The :class:`~storymaker.models.weights.ModelSpec` of the OpenPose annotators at ``source``."""
+    from ..models.weights import HUB_FILES, POSE_ANNOTATOR_FILES, ModelSpec
+
+    return ModelSpec(
+        "pose_annotators", "OpenPose annotators", str(source).strip(), HUB_FILES,
+        files=POSE_ANNOTATOR_FILES, size_gb=0.5, purpose="reads a pose from a photo", required=False,
+    )
 
 
 def resolve_annotators(source: str | os.PathLike, *, allow_download: bool = True) -> Path:
     """A local folder holding the three OpenPose annotator files, from a folder or a hub repo id.
 
-    A local folder is checked file by file. A hub id is looked up in the local hub cache first; it
-    is downloaded only if ``allow_download`` and the hub is not in offline mode (``HF_HUB_OFFLINE``).
+    Checked locally first (the folder, or the hub cache) through ``storymaker.models.weights``; a hub
+    id is downloaded only if ``allow_download`` and the hub is not offline (``HF_HUB_OFFLINE``).
     Anything missing raises :class:`WeightsNotFoundError` naming the files and how to provide them.
     """
+    from ..models.weights import resolve
+
     text = str(source).strip()
     if not text:
         raise WeightsNotFoundError(f"No pose annotator location is configured. {_HOW_TO}")
     path = Path(text).expanduser()
-    looks_like_hub_id = (
-        text.count("/") == 1 and not text.startswith((".", "/", "~")) and "\\" not in text
-    )
-    if path.is_dir():
-        missing = missing_annotator_files(path)
-        if missing:
-            raise WeightsNotFoundError(
-                f"The pose annotator folder {path} lacks {', '.join(missing)}. {_HOW_TO}"
-            )
-        return path
-    if path.exists():
+    if path.is_file():
         raise WeightsNotFoundError(
             f"The pose annotator location {path} is a file; it must be a folder holding "
             f"{', '.join(ANNOTATOR_FILES)}. {_HOW_TO}"
         )
-    if not looks_like_hub_id:
+    if not path.exists() and (text.startswith((".", "/", "~", "\\")) or text.count("/") != 1):
         raise WeightsNotFoundError(f"The pose annotator folder {path} does not exist. {_HOW_TO}")
-    return _from_hub(text, allow_download)
-
-
-def _from_hub(repo_id: str, allow_download: bool) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.constants import is_offline_mode
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    found: dict[str, Path] = {}
-    for name in ANNOTATOR_FILES:
-        try:
-            found[name] = Path(hf_hub_download(repo_id, name, local_files_only=True))
-        except (LocalEntryNotFoundError, FileNotFoundError, OSError):
-            continue
-    missing = [n for n in ANNOTATOR_FILES if n not in found]
-    if missing and (not allow_download or is_offline_mode()):
-        why = "offline mode (HF_HUB_OFFLINE)" if is_offline_mode() else "downloads are disabled"
-        raise WeightsNotFoundError(
-            f"The pose annotator weights {', '.join(missing)} from {repo_id!r} are not in the local "
-            f"hub cache and {why}. {_HOW_TO}"
-        )
-    for name in missing:
-        log.info("Downloading %s from %s", name, repo_id)
-        try:
-            found[name] = Path(hf_hub_download(repo_id, name))
-        except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as err:
-            raise WeightsNotFoundError(
-                f"Could not download {name} from {repo_id!r} ({type(err).__name__}: {err}). {_HOW_TO}"
-            ) from None
-    folders = {p.parent for p in found.values()}
-    if len(folders) != 1:  # pragma: no cover - the hub cache keeps one snapshot folder per revision
-        raise WeightsNotFoundError(
-            f"The pose annotator files of {repo_id!r} are in different cache snapshots. {_HOW_TO}"
-        )
-    return folders.pop()
+    return Path(resolve(annotators_spec(text), download=None if allow_download else False))
 
 
 def _resolve_device(device: str) -> str:
