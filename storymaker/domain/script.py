@@ -13,6 +13,7 @@ Public API::
     story_to_data(story) -> dict
     load_story(path, characters=None, *, poses=None) -> Story           # .txt/.story, .yaml/.yml, .json
     save_story(story, path) -> Path
+    story_to_json(story) -> str / story_to_yaml(story) -> str
 
 ``characters`` are the registered names (``None``: do not check registration, keep names as
 written). ``poses`` tells how many people a named pose has: a callable returning ``int | None``
@@ -927,12 +928,20 @@ def save_story(story: Story, path: str | Path) -> Path:
 
     path = Path(path)
     kind = _story_kind(path)
-    if kind == "script":
-        text = format_script(story)
-    elif kind == "json":
-        text = json.dumps(story_to_data(story), indent=2, ensure_ascii=False) + "\n"
-    else:
-        import yaml
-
-        text = yaml.safe_dump(story_to_data(story), allow_unicode=True, sort_keys=False, width=100)
+    text = {"script": format_script, "json": story_to_json, "yaml": story_to_yaml}[kind](story)
     return atomic_write_text(path, text)
+
+
+def story_to_json(story: Story) -> str:
+    """The story as JSON text (schema :data:`STORY_SCHEMA`)."""
+    return json.dumps(story_to_data(story), indent=2, ensure_ascii=False) + "\n"
+
+
+def story_to_yaml(story: Story) -> str:
+    """The story as YAML text (schema :data:`STORY_SCHEMA`)."""
+    import yaml
+
+    data = story_to_data(story)
+    # PyYAML writes U+0085 (NEL) raw in unicode mode and reads it back as a line break: escape then.
+    readable = "\x85" not in json.dumps(data, ensure_ascii=False)
+    return yaml.safe_dump(data, allow_unicode=readable, sort_keys=False, width=100)
