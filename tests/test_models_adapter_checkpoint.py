@@ -80,6 +80,7 @@ def test_sdxl_layout_matches_published_checkpoint(sdxl_layout, fixture_layout):
     assert sdxl_layout["unet_attn_processor_order"] == fixture_layout["unet_attn_processor_order"]
     assert sdxl_layout["checkpoint_top_level_keys"] == fixture_layout["checkpoint_top_level_keys"]
     assert check_checkpoint(_shaped_state(fixture_layout), sdxl_layout) == []
+    assert adapter_mod.sdxl_layout() == sdxl_layout  # what the CLI checks against
 
 
 def test_expected_layout_from_config_equals_adapter_layout(tiny, tiny_layout):

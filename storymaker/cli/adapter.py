@@ -55,7 +55,8 @@ def run_check(args: argparse.Namespace, settings) -> int:
     state = adapter_mod.load_checkpoint_state(args.path)
     clip_dim = args.clip_dim or adapter_mod.SDXL_CLIP_DIM
     if args.unet_config is None:
-        layout = adapter_mod.expected_layout(adapter_mod.SDXL_UNET_CONFIG, clip_dim)
+        layout = (adapter_mod.sdxl_layout() if clip_dim == adapter_mod.SDXL_CLIP_DIM
+                  else adapter_mod.expected_layout(adapter_mod.SDXL_UNET_CONFIG, clip_dim))
         target = "SDXL"
     else:
         layout = adapter_mod.expected_layout(adapter_mod.read_unet_config(args.unet_config), clip_dim)

@@ -17,6 +17,8 @@ Typical use (real weights, no 3 GB fp32 detour)::
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import json
 import logging
 import os
@@ -577,7 +579,13 @@ def expected_layout(unet_config: Any, clip_dim: int, face_id_dim: int = 512, ran
 
 
 def sdxl_layout() -> dict[str, Any]:
-    """:func:`expected_layout` of SDXL base with CLIP ViT-H/14: what the published mask.bin must match."""
+    """:func:`expected_layout` of SDXL base with CLIP ViT-H/14: what the published mask.bin must match
+    (computed once per process, a few seconds on the meta device)."""
+    return copy.deepcopy(_sdxl_layout_cached())
+
+
+@functools.lru_cache(maxsize=1)
+def _sdxl_layout_cached() -> dict[str, Any]:
     return expected_layout(SDXL_UNET_CONFIG, SDXL_CLIP_DIM)
 
 
