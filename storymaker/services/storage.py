@@ -269,7 +269,7 @@ class Project:
     def read_script(self) -> str:
         """The script text ('' for a new project)."""
         try:
-            return self.script_path.read_text(encoding="utf-8")
+            return self.script_path.read_bytes().decode("utf-8")  # verbatim: keep the user's line ends
         except FileNotFoundError:
             return ""
         except (OSError, UnicodeDecodeError) as err:
