@@ -1,5 +1,136 @@
-"""`python -m storymaker system ...` (being written; registers nothing yet)."""
+"""`python -m storymaker download` and `python -m storymaker doctor`.
+
+    download [--no-controlnet] [--no-perception] [--precision auto|fp16|fp32]
+        fetch every hub model the configuration names into the Hugging Face cache (tqdm progress);
+        the insightface and rembg models come from GitHub releases: it says where to get them and
+        where to put them. Exit 0 when everything is present afterwards, 1 when only those manual
+        downloads remain, 2 when a download is impossible (offline, no access).
+    doctor
+        Python, torch, CUDA and GPU memory, package versions, and which weights are present locally;
+        never touches the network; exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from importlib import metadata
+
+from ..config import Settings
+
+PACKAGES = ("torch", "diffusers", "transformers", "huggingface_hub", "accelerate", "peft", "safetensors",
+            "insightface", "onnxruntime", "rembg", "controlnet-aux", "gradio")
 
 
 def register(subparsers) -> None:
-    return None
+    download = subparsers.add_parser(
+        "download",
+        help="download the model weights the configuration needs",
+        description="Download every model the configuration names (STORYMAKER_* settings) into the Hugging Face "
+        "cache, with progress. Models from GitHub releases (insightface, rembg) are listed with where to put them.",
+    )
+    download.add_argument("--no-controlnet", action="store_true", help="skip the pose ControlNet")
+    download.add_argument("--no-perception", action="store_true",
+                          help="skip the face, segmentation and pose-annotator models")
+    download.add_argument("--precision", choices=("auto", "fp16", "fp32"), default="auto",
+                          help="which weight files to fetch where a repository has both (auto: fp16 when the "
+                               "configured device/dtype uses fp16)")
+    download.set_defaults(func=run_download)
+
+    doctor = subparsers.add_parser(
+        "doctor",
+        help="check Python, torch, GPU and which weights are present (no network)",
+        description="Report the environment and which model weights are on this machine. Never uses the network.",
+    )
+    doctor.set_defaults(func=run_doctor)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def run_download(args: argparse.Namespace, settings: Settings) -> int:
+    from ..models import weights
+
+    prefer_fp16 = {"fp16": True, "fp32": False}.get(args.precision)
+    statuses = weights.download_all(
+        settings,
+        _say,
+        with_controlnet=not args.no_controlnet,
+        perception=not args.no_perception,
+        prefer_fp16=prefer_fp16,
+    )
+    missing = [st for st in statuses if not st.present]
+    if not missing:
+        _say("All model weights are present.")
+        return 0
+    _say("\nStill to do by hand (these come from GitHub releases):")
+    for st in missing:
+        _say(f"  - {st.spec.describe()}: {st.spec.how_to_provide()}")
+    return 1
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment_lines(settings: Settings) -> list[str]:
+    """Python, torch/CUDA/GPU and package facts, gathered locally."""
+    lines = [
+        f"Python       {platform.python_version()} ({sys.executable})",
+        f"Platform     {platform.platform()}",
+    ]
+    try:
+        import torch
+    except ImportError:
+        lines.append("torch        not importable: pip install -r requirements.txt")
+        return lines
+    cuda = torch.cuda.is_available()
+    lines.append(f"CUDA         {'available' if cuda else 'not available'} (torch built for CUDA {torch.version.cuda})")
+    if cuda:
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            free, total = torch.cuda.mem_get_info(index)
+            lines.append(
+                f"GPU {index}        {props.name}: {total / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free"
+            )
+    from ..models.weights import hub_cache_dir, hub_offline, resolve_device, resolve_dtype
+    from ..errors import StoryMakerError
+
+    try:
+        device = resolve_device(settings)
+        lines.append(f"Device       {device} ({resolve_dtype(settings, device)}), settings device={settings.device} "
+                     f"dtype={settings.dtype} cpu_offload={settings.cpu_offload}")
+    except StoryMakerError as err:
+        lines.append(f"Device       problem: {err}")
+    lines.append(f"HF cache     {hub_cache_dir()}{'  (offline: HF_HUB_OFFLINE)' if hub_offline() else ''}")
+    lines.append("Packages     " + ", ".join(f"{name} {_version(name)}" for name in PACKAGES))
+    return lines
+
+
+def run_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from ..errors import StoryMakerError
+    from ..models import weights
+
+    for line in environment_lines(settings):
+        _say(line)
+    _say("\nModel weights (checked on this machine only):")
+    missing = 0
+    for spec in weights.model_specs(settings):
+        try:
+            st = weights.status(spec)
+        except StoryMakerError as err:
+            _say(f"INVALID  {spec.describe()}: {err}")
+            missing += 1
+            continue
+        _say(st.line())
+        missing += not st.present
+    if missing:
+        _say(f"\n{missing} model(s) missing: `python -m storymaker download` fetches the hub ones.")
+    else:
+        _say("\nEverything is present.")
+    return 0

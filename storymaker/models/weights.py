@@ -75,6 +75,8 @@ class ModelSpec:
         """The source as an existing local path, or None when it is a hub id."""
         if self.kind in (INSIGHTFACE, REMBG):
             return Path(self.target)
+        if not self.source.strip():
+            return None
         path = Path(self.source).expanduser()
         return path if path.exists() else None
 
@@ -114,11 +116,17 @@ class WeightStatus:
     present: bool
     path: Path | None = None
     missing: tuple[str, ...] = field(default_factory=tuple)
+    reason: str = ""  # why it is missing when no single file explains it
+
+    def what_is_missing(self) -> str:
+        if self.reason:
+            return self.reason
+        return f"missing {', '.join(self.missing[:4])}" if self.missing else ""
 
     def line(self) -> str:
         if self.present:
             return f"present  {self.spec.describe()} -> {self.path}"
-        what = f": missing {', '.join(self.missing[:4])}" if self.missing else ""
+        what = f": {self.what_is_missing()}" if self.what_is_missing() else ""
         return f"MISSING  {self.spec.describe()}{what}\n         -> {self.spec.how_to_provide()}"
 
 
@@ -182,6 +190,8 @@ def hub_offline() -> bool:
 def _check_source(spec: ModelSpec) -> None:
     if spec.kind in (INSIGHTFACE, REMBG) or spec.local_path is not None:
         return
+    if not spec.source.strip():
+        raise ConfigError(f"{spec.env_var} is empty: give a hub id or a local path for the {spec.name}.")
     if not _HUB_ID_RE.match(spec.source) or spec.source.startswith((".", "/", "~")):
         raise ConfigError(
             f"{spec.env_var}={spec.source!r} is neither an existing local path nor a hub id (owner/name): "
@@ -254,7 +264,7 @@ def status(spec: ModelSpec) -> WeightStatus:
     else:
         snapshot = _cached_snapshot(spec.repo_id)
         if snapshot is None:
-            return WeightStatus(spec, False, None, ("not in the hub cache " + str(hub_cache_dir()),))
+            return WeightStatus(spec, False, None, (), f"not downloaded (nothing in the hub cache {hub_cache_dir()})")
         path = snapshot / spec.subfolder if spec.subfolder else snapshot
     missing = missing_files(spec, path)
     return WeightStatus(spec, not missing, path if not missing else None, tuple(missing))
@@ -274,7 +284,7 @@ def missing_error(statuses: Iterable[WeightStatus], *, reason: str = "") -> Weig
     """One error naming every missing model, its id, what is missing and how to provide it."""
     lines = ["StoryMaker needs model weights that are not on this machine" + (f" ({reason})" if reason else "") + ":"]
     for st in statuses:
-        what = f"; missing {', '.join(st.missing[:4])}" if st.missing else ""
+        what = f": {st.what_is_missing()}" if st.what_is_missing() else ""
         lines.append(f"  - {st.spec.describe()}{what}")
         lines.append(f"    -> {st.spec.how_to_provide()}")
     lines.append(
@@ -286,10 +296,35 @@ def missing_error(statuses: Iterable[WeightStatus], *, reason: str = "") -> Weig
 
 # ------------------------------------------------------------------------------------ download
 def _network_errors() -> tuple[type[BaseException], ...]:
-    import httpx
+    """What the hub client raises for network trouble (its HTTP library is httpx2 or httpx)."""
+    import importlib
+
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
-    return (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, httpx.HTTPError, OSError, ValueError)
+    errors: list[type[BaseException]] = [LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError, ValueError]
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def _probe_hub(timeout: float = 5.0) -> str | None:
+    """Why the hub cannot be reached (DNS or TCP to the endpoint), or None when it can or a proxy
+    is configured. Avoids the hub client's ~25 s of retries when there is no network at all."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as err:
+        return f"cannot reach {host}:{port} ({err})"
 
 
 def choose_weight_files(repo_files: Iterable[str], folder: str = "", *, prefer_fp16: bool) -> list[str]:
@@ -343,6 +378,9 @@ def download(spec: ModelSpec, *, prefer_fp16: bool = True, progress: Progress | 
         raise missing_error([current], reason="the hub is offline: HF_HUB_OFFLINE is set")
     say = progress or (lambda message: None)
     cache = hub_cache_dir()
+    unreachable = _probe_hub()
+    if unreachable:
+        raise missing_error([current], reason=f"download impossible: {unreachable}")
     try:
         repo_files = HfApi().list_repo_files(spec.repo_id)
         patterns = _download_patterns(spec, repo_files, prefer_fp16)
@@ -454,6 +492,9 @@ def ensure_present(
     if download_missing is None:
         download_missing = not hub_offline()
     if missing and download_missing and all(st.spec.is_hub for st in missing):
+        unreachable = _probe_hub()
+        if unreachable:
+            raise missing_error(missing, reason=f"download impossible: {unreachable}")
         for st in missing:
             download(st.spec, prefer_fp16=prefer_fp16, progress=progress)
         statuses = [status(spec) for spec in specs]
