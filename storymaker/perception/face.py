@@ -109,8 +109,11 @@ class InsightFaceAnalyzer:
         """Faces in an RGB uint8 (H, W, 3) image, largest first."""
         app = self.load()
         bgr = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[:, :, ::-1])
+        with warnings.catch_warnings():  # scikit-image deprecation inside insightface's alignment
+            warnings.simplefilter("ignore", FutureWarning)
+            found = app.get(bgr)
         faces = []
-        for face in app.get(bgr):
+        for face in found:
             if face.kps is None or face.embedding is None:
                 continue
             gender = None

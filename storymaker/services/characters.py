@@ -748,8 +748,8 @@ def _shared_tiny_encoder():
 
 def _face_info(face: DetectedFace, faces_found: int) -> FaceInfo:
     return FaceInfo(
-        bbox=tuple(round(float(v), 2) for v in face.bbox),  # type: ignore[arg-type]
-        kps=tuple((round(float(x), 3), round(float(y), 3)) for x, y in np.asarray(face.kps).reshape(5, 2)),
+        bbox=tuple(float(v) for v in face.bbox),  # type: ignore[arg-type]
+        kps=tuple((float(x), float(y)) for x, y in np.asarray(face.kps, dtype=np.float32).reshape(5, 2)),
         det_score=round(float(face.det_score), 4),
         gender=face.gender,
         age=face.age,
