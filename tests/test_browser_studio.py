@@ -63,7 +63,9 @@ def _tab(page, name: str) -> None:
 
 def _shot(page, folder: Path, name: str) -> None:
     page.wait_for_timeout(400)  # let images and galleries settle
-    page.screenshot(path=str(folder / f"{name}.png"))
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(folder / f"{name}.png"))  # what a 1280x800 window shows
+    page.screenshot(path=str(folder / f"{name}-full.png"), full_page=True)
 
 
 def _wait_text(page, selector: str, text: str) -> None:
@@ -125,11 +127,11 @@ def test_register_write_render_and_download_pdf(app_url, browser, tmp_path):
     previewed = int(re.search(r"on (\d+) page", status).group(1))
     page.get_by_role("button", name="Make PDF").click()
     _wait_text(page, "#comic-status", "Comic written")
+    _shot(page, shots, "6-comic")
     with page.expect_download() as info:
         page.locator("#comic-download a").first.click()
     pdf = tmp_path / "comic.pdf"
     info.value.save_as(pdf)
-    _shot(page, shots, "6-comic")
     reader = PdfReader(pdf)
     assert len(reader.pages) >= 1
     assert len(reader.pages) == previewed  # one PDF page per previewed page

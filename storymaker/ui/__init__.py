@@ -60,7 +60,10 @@ def banner_text(services: Any) -> tuple[str, str]:
     if name == "tiny":
         return (f"**Tiny test model.** {reason or 'Images are meaningless (random weights).'}", "tiny")
     if name == "draft":
-        return (f"**Draft mode: panels are storyboard sketches, not StoryMaker renders.** {reason}", "draft")
+        head = "**Draft mode: panels are storyboard sketches, not StoryMaker renders.**"
+        if reason.startswith("Draft mode"):
+            reason = reason.split(".", 1)[1].strip() if "." in reason else ""
+        return (f"{head} {reason}".strip(), "draft")
     return (reason, "draft") if reason else ("", "")
 
 

@@ -18,8 +18,13 @@ PREVIEW_DPI = 60
 
 def layout_options(ctx: StudioContext, sid: str, kind_label: str, columns, page_size: str, orientation: str,
                    fit: str, gutter, border, title: str, dpi=150):
-    """Widget values -> :class:`LayoutOptions` (validated by the domain)."""
+    """Widget values -> :class:`LayoutOptions` (validated by the domain); an empty title means the
+    story's own title."""
     from ..domain.layout import LayoutOptions
+
+    if not (title or "").strip():
+        story = ctx.story(sid, strict=False)
+        title = story.title if story is not None else ""
 
     return LayoutOptions(
         kind=KIND_LABELS.get(kind_label, kind_label), columns=int(columns), page_size=page_size,
@@ -79,7 +84,7 @@ def export_comic(ctx: StudioContext, sid: str, options, fmt: str) -> tuple[str, 
         raise ExportError(NOTHING_YET)
     ctx.project(sid).set_comic_settings(_as_dict(options))
     folder = ctx.sessions.downloads_dir(sid) / f"comic-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
-    stem = (options.title or ctx.project(sid).title or "comic")
+    stem = options.title or ctx.project(sid).title or "comic"
     if fmt == "pdf":
         path = Path(export_pdf(panels, folder, options, filename=stem))
     else:
@@ -91,7 +96,7 @@ def export_comic(ctx: StudioContext, sid: str, options, fmt: str) -> tuple[str, 
             with zipfile.ZipFile(path, "w") as archive:
                 for item in paths:
                     archive.write(item, item.name)
-    return str(path), ok(f"Comic written: `{path.name}` ({len(panels)} panel(s)). Download it above.")
+    return str(path), ok(f"Comic written: `{path.name}` ({len(panels)} panel(s)). Download it below.")
 
 
 def _as_dict(options) -> dict:
@@ -104,26 +109,28 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     import gradio as gr
 
     with gr.Row():
-        with gr.Column(scale=3):
-            kind = gr.Radio(list(KIND_LABELS), value="Printed pages", label="Layout")
-            columns = gr.Slider(1, 6, value=2, step=1, label="Columns (most panels in a row)")
+        with gr.Column(scale=4):
+            with gr.Row():
+                kind = gr.Dropdown(list(KIND_LABELS), value="Printed pages", label="Layout")
+                columns = gr.Slider(1, 6, value=2, step=1, label="Columns")
             with gr.Row():
                 page_size = gr.Dropdown(["A4", "Letter"], value="A4", label="Paper")
                 orientation = gr.Dropdown(["portrait", "landscape"], value="portrait", label="Orientation")
-            fit = gr.Radio(["cover", "fit"], value="cover", label="Panel fit (cover crops, fit letterboxes)")
+                fit = gr.Dropdown(["cover", "fit"], value="cover", label="Panel fit",
+                                  info="cover crops, fit letterboxes")
             with gr.Row():
                 gutter = gr.Slider(0, 40, value=10, step=1, label="Gutter (pt)")
                 border = gr.Slider(0, 8, value=2, step=0.5, label="Border (pt)")
-            title = gr.Textbox(label="Title on the first page")
-            preview_btn = gr.Button("Update preview")
+            title = gr.Textbox(label="Title on the first page", placeholder="empty: the story's title")
             with gr.Row():
-                pdf_btn = gr.Button("Make PDF", variant="primary")
-                png_btn = gr.Button("Make PNG")
-                zip_btn = gr.Button("Project .zip")
-            download = gr.File(label="Download", interactive=False, elem_id="comic-download")
+                preview_btn = gr.Button("Update preview", size="md")
+                pdf_btn = gr.Button("Make PDF", variant="primary", size="md")
+                png_btn = gr.Button("Make PNG", size="md")
+                zip_btn = gr.Button("Project .zip", size="md")
             status = gr.Markdown(elem_id="comic-status")
+            download = gr.File(label="Download", interactive=False, elem_id="comic-download", height=90)
         with gr.Column(scale=5):
-            pages = gr.Gallery(label="Pages", columns=2, height=560, object_fit="contain",
+            pages = gr.Gallery(label="Pages", columns=2, height=600, object_fit="contain",
                                buttons=["download", "fullscreen"], elem_id="comic-pages")
 
     inputs = [session, kind, columns, page_size, orientation, fit, gutter, border, title]

@@ -54,11 +54,12 @@ def user_errors(fn: Callable) -> Callable:
 
 
 def ok(text: str) -> str:
-    return f"✅ {text}"
+    """A success line (plain text: emoji fonts are not everywhere)."""
+    return text
 
 
 def warn(text: str) -> str:
-    return f"⚠️ {text}"
+    return f"**Attention:** {text}"
 
 
 def as_path(value: Any) -> Path | None:

@@ -200,14 +200,14 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             with gr.Row():
                 render_all = gr.Button("Render all panels", variant="primary", scale=2)
                 panel_number = gr.Number(label="Panel", value=1, precision=0, minimum=1, scale=1, min_width=80)
-                render_one = gr.Button("Render panel N", scale=1)
-                reroll = gr.Button("Re-roll panel N", scale=1)
+                render_one = gr.Button("Render panel", scale=1)
+                reroll = gr.Button("Re-roll panel", scale=1)
                 cancel = gr.Button("Cancel", variant="stop", scale=1)
             status = gr.Markdown(elem_id="render-status")
             panels = gr.Gallery(label="Panels (the chosen version of each)", columns=3, height=420,
                                 object_fit="contain", buttons=["download", "fullscreen"], elem_id="panels")
-            with gr.Accordion("Versions of panel N", open=False):
-                show_versions = gr.Button("Show the versions of panel N")
+            with gr.Accordion("Versions of a panel (choose the one for the comic)", open=False):
+                show_versions = gr.Button("Show the versions of the panel above")
                 versions = gr.Gallery(label="Versions", columns=5, height=200, allow_preview=False)
                 versions_status = gr.Markdown()
 
