@@ -27,6 +27,7 @@ import re
 import secrets
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -51,6 +52,8 @@ PNG_META_KEY = "storymaker"  # PNG text chunk holding the version's JSON metadat
 DEFAULT_MAX_IMPORT_FILES = 20_000
 _VERSION_RE = re.compile(r"(\d{4,})-([0-9a-f]{6})")
 _CHUNK = 1 << 20
+# What reading a damaged or exotic archive member raises.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
 
 
 def _now() -> str:
@@ -545,7 +548,7 @@ def import_zip(
             raise _refuse(zip_path, f"its {PROJECT_FILE} is implausibly large")
         try:
             manifest = json.loads(zf.read(manifest_info).decode("utf-8"))
-        except (ValueError, zipfile.BadZipFile) as err:
+        except (ValueError, *_ZIP_ERRORS) as err:
             raise _refuse(zip_path, f"its {PROJECT_FILE} is damaged ({err})") from None
         try:
             _check_manifest(manifest, Path(PROJECT_FILE))
@@ -570,7 +573,7 @@ def import_zip(
                             out.write(chunk)
                         out.flush()
                         os.fsync(out.fileno())
-        except zipfile.BadZipFile as err:
+        except _ZIP_ERRORS as err:
             raise _refuse(zip_path, f"it is damaged ({err})") from None
         except OSError as err:
             raise ProjectError(f"Cannot unpack {zip_path.name} into {dest}: {err.strerror or err}") from None
