@@ -183,3 +183,43 @@ def test_user_errors_become_readable_gradio_errors():
 
     with pytest.raises(gr.Error, match="Unexpected error"):
         user_errors(broken)()
+
+
+class SteppingDraft:
+    """The draft backend, reporting ``job.steps`` steps like a diffusion backend does (test double
+    for the progress plumbing; the tiny pipeline's own step callbacks are tested with the engine)."""
+
+    def __init__(self, settings):
+        from storymaker.services.render import DraftBackend
+
+        self.inner = DraftBackend(settings)
+        self.name, self.label = "draft", "DRAFT"
+
+    def model_ids(self):
+        return self.inner.model_ids()
+
+    def render(self, job, *, registry, on_step, cancel):
+        for step in range(1, job.steps + 1):
+            on_step(step, job.steps)
+        return self.inner.render(job, registry=registry, on_step=lambda *a: None, cancel=cancel)
+
+
+def test_progress_moves_per_step(tmp_path):
+    from storymaker.services.container import build_services, tiny_perception
+
+    from ui_helpers import studio_settings
+
+    settings = studio_settings(tmp_path / "data")
+    services = build_services(settings, backend=SteppingDraft(settings), perception=tiny_perception())
+    ctx = StudioContext(services, settings, SessionManager(settings.sessions_dir))
+    sid = ctx.sessions.new_session()
+    story_tab.validate(ctx, sid, "a lighthouse on a cliff\n\na boat in a storm\n")
+    options = render_tab.settings_from_widgets(64, 64, 3, 7.5, 0.8, 0.8, 0.7, 7)
+    seen = []
+    message = render_tab.run_render(ctx, sid, "all", 1, options, lambda f, desc=None: seen.append((f, desc)))
+    assert "2 of 2 panels rendered" in message
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert "Panel 2 of 2: step 2 of 3" in [d for _, d in seen]
+    assert len([d for _, d in seen if d.startswith("Panel 1 of 2: step")]) == 4  # start + 3 steps
+    assert ctx.project(sid).selected(0).meta["num_inference_steps"] == 3

@@ -184,7 +184,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     s = ctx.settings
     with gr.Row():
         with gr.Column(scale=4):
-            quality = gr.Radio(list(PRESET_NAMES), value="Standard", label="Quality")
+            quality = gr.Radio(list(PRESET_NAMES), label="Quality",
+                               value=next((p.name for p in PRESETS if p.steps == s.steps), None))
             with gr.Row():
                 width = gr.Number(label="Width", value=s.width, precision=0, step=8, minimum=64)
                 height = gr.Number(label="Height", value=s.height, precision=0, step=8, minimum=64)
