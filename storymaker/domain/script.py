@@ -429,12 +429,13 @@ class _Parser:
         if key in PANEL_KEYS:
             self._attribute(lineno, lead, key, value, vcol)
             return
-        if value[:1] in ('"',) or value[:1] in _SMART_QUOTES:
+        if value[:1] == '"' or value[:1] in _SMART_QUOTES:
             self._dialogue(lineno, lead, key_written, value, vcol, brackets=False)
             return
         close = difflib.get_close_matches(key, PANEL_KEYS, n=1)
-        resolved, _ = self.names.resolve(key_written, brackets=False)
-        if self.names.check and resolved is not None or (not close and not self.names.check):
+        speaker, _ = self.names.resolve(key_written, brackets=False)
+        looks_like_speech = speaker is not None if self.names.check else not close
+        if looks_like_speech:
             msg = f"dialogue must be in double quotes: {key_written}: \"{value}\""
         else:
             hint = f"did you mean {close[0]!r}? " if close else ""
