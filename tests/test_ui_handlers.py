@@ -223,3 +223,20 @@ def test_progress_moves_per_step(tmp_path):
     assert "Panel 2 of 2: step 2 of 3" in [d for _, d in seen]
     assert len([d for _, d in seen if d.startswith("Panel 1 of 2: step")]) == 4  # start + 3 steps
     assert ctx.project(sid).selected(0).meta["num_inference_steps"] == 3
+
+
+def test_example_works_in_draft_mode_without_face_weights(tmp_path):
+    """A first-time user with no weights at all: draft backend, real perception (not installed)."""
+    from storymaker.services.container import build_services
+
+    from ui_helpers import studio_settings
+
+    settings = studio_settings(tmp_path / "data")
+    services = build_services(settings, backend="draft")  # real perception: buffalo_l is absent
+    ctx = StudioContext(services, settings, SessionManager(settings.sessions_dir))
+    sid = ctx.sessions.new_session()
+    with pytest.raises(StoryMakerError, match="buffalo_l"):
+        characters_tab.analyze_photo(ctx, sid, str(PHOTO), None)
+    message = project_tab.make_example(ctx, sid)
+    assert "ready" in message and "stand-in" in message
+    assert len(render_tab.panel_gallery(ctx, sid)) == len(ctx.story(sid).panels)

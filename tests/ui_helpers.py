@@ -31,7 +31,7 @@ def studio_settings(data_dir: Path, backend: str = "draft", **changes) -> Settin
     values = dict(data_dir=data_dir, backend=backend, width=256, height=256, steps=2,
                   session_max_age_hours=1.0, max_upload_mb=5)
     values.update(changes)
-    return Settings(**values)
+    return Settings.from_env(**values)  # the isolated folders conftest sets, plus these
 
 
 def make_services(data_dir: Path, backend: str = "draft", **changes):
