@@ -268,8 +268,11 @@ def extract_pose(
 
     validate_name(name)
     photo = load_image(image, what="pose photo")
-    if photo.width < 16 or photo.height < 16:
-        raise ImageError(f"The pose photo is {photo.width}x{photo.height}; use a photo of at least 64x64.")
+    if photo.width < 32 or photo.height < 32:
+        raise ImageError(
+            f"The pose photo is only {photo.width}x{photo.height} pixels; use a photo of at least 32x32 "
+            "(a few hundred pixels tall works best)."
+        )
     people = estimator.detect(photo)
     log.info("%s found %d people in the pose photo", estimator.name, len(people))
     pose = Pose(
