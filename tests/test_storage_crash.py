@@ -147,3 +147,20 @@ def test_sigkill_in_the_middle_of_a_loop_of_saves(tmp_path):
         assert n > last  # the child saved more since the previous kill
         last = n
     assert len(Project.open(project.path).versions(0)) > 0
+
+
+def test_leftovers_of_interrupted_saves_are_removed_when_old(tmp_path):
+    project = Project.create(tmp_path / "p")
+    kept = project.add_version(0, Image.new("RGB", (8, 8)), {"seed": 1})
+    old_tmp = project.path / ".project.json.abc.tmp"
+    young_tmp = project.path / ".story.txt.def.tmp"
+    orphan = project.panel_dir(0) / "0009-abcdef.png"
+    for path in (old_tmp, young_tmp, orphan):
+        path.write_bytes(b"partial")
+    hour_ago = time.time() - 7200
+    for path in (old_tmp, orphan, kept.image_path, kept.meta_path):
+        os.utime(path, (hour_ago, hour_ago))
+    Project.open(project.path)  # opening cleans up
+    assert not old_tmp.exists() and not orphan.exists()
+    assert young_tmp.exists()  # may be a save in progress
+    assert [v.id for v in project.versions(0)] == [kept.id] and kept.image_path.exists()

@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import stat
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ LOCK_FILE = ".lock"
 SUBDIRS = ("characters", "poses", "panels", "exports")
 PNG_META_KEY = "storymaker"  # PNG text chunk holding the version's JSON metadata
 DEFAULT_MAX_IMPORT_FILES = 20_000
+STALE_AFTER_S = 3600.0  # leftovers of interrupted saves older than this are removed on open
 _VERSION_RE = re.compile(r"(\d{4,})-([0-9a-f]{6})")
 _CHUNK = 1 << 20
 # What reading a damaged or exotic archive member raises.
@@ -194,7 +196,37 @@ class Project:
         project = cls(path)
         for sub in SUBDIRS:  # folders may be missing in hand-made or older projects
             (path / sub).mkdir(exist_ok=True)
+        project.remove_stale_files()
         return project
+
+    def remove_stale_files(self, max_age_s: float = STALE_AFTER_S) -> list[Path]:
+        """Delete what interrupted saves left behind, once older than ``max_age_s``.
+
+        That is hidden ``.*.tmp`` files (atomic writes that never got renamed) in the project folder
+        and the panel folders, and panel PNGs whose JSON was never written. Younger files may belong
+        to a save in progress and are kept. Returns what was removed.
+        """
+        cutoff = time.time() - max_age_s
+        removed: list[Path] = []
+        folders = [self.path]
+        if self.panels_dir.is_dir():
+            folders += [d for d in self.panels_dir.iterdir() if d.is_dir() and d.name.isdigit()]
+        for folder in folders:
+            for item in folder.iterdir():
+                stale_tmp = item.name.startswith(".") and item.name.endswith(".tmp")
+                orphan = (folder != self.path and item.suffix == ".png"
+                          and not item.with_suffix(".json").exists())
+                if not (stale_tmp or orphan) or not item.is_file():
+                    continue
+                try:
+                    if item.stat().st_mtime < cutoff:
+                        item.unlink()
+                        removed.append(item)
+                except OSError as err:  # raced with another cleaner or a permission problem
+                    log.debug("could not remove %s: %s", item, err)
+        if removed:
+            log.info("removed %d leftover file(s) of interrupted saves in %s", len(removed), self.path)
+        return removed
 
     # -- folders -------------------------------------------------------------------------------
     @property
