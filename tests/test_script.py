@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from storymaker.domain.script import (
@@ -321,3 +323,17 @@ def test_negative_for_model_joins_story_and_panel():
     assert negative_for_model(panel, Story(negative="lowres"), "default") == "lowres, blurry"
     assert negative_for_model(panel, Story(), "default") == "default, blurry"
     assert negative_for_model(Panel(prompt="x"), Story(), "") == ""
+
+
+def test_importing_the_script_and_storage_modules_stays_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, storymaker.domain.script, storymaker.services.storage\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'gradio', 'jsonschema', 'yaml', 'PIL') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "[]"
