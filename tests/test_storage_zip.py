@@ -188,3 +188,15 @@ def test_member_larger_than_it_declares_is_refused(tmp_path):
     with pytest.raises(ProjectError, match="unpacks to more than it declares|damaged"):
         import_zip(archive, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
+
+
+def test_export_leaves_out_symlinks_and_hidden_files(tmp_path, project):
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not part of the project")
+    (project.characters_dir / "link.txt").symlink_to(outside)
+    (project.characters_dir / "linked-dir").symlink_to(tmp_path, target_is_directory=True)
+    (project.path / ".project.json.x.tmp").write_text("half a save")
+    with zipfile.ZipFile(export_zip(project, tmp_path / "p.zip")) as zf:
+        names = zf.namelist()
+    assert "characters/mara/character.json" in names
+    assert not any("link" in n or n.endswith(".tmp") or "secret" in n for n in names)
