@@ -51,7 +51,8 @@ def assert_same_pose(a: Pose, b: Pose, tol: float = 1e-5) -> None:
 
 def test_domain_module_imports_neither_torch_nor_controlnet_aux():
     code = (
-        "import sys; import storymaker.domain.poses, storymaker.services.poses, storymaker.cli.poses; "
+        "import sys; import storymaker.domain.poses, storymaker.services.poses, storymaker.cli.poses, "
+        "storymaker.perception.pose; "
         "bad = [m for m in ('torch', 'controlnet_aux', 'cv2', 'torchvision') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storymaker.domain.poses import LIMBS, NUM_KEYPOINTS, fit_points, make_pose
+from storymaker.domain.poses import LIMBS, fit_points, make_pose
 from storymaker.errors import PoseError
 from storymaker.perception.pose import render_pose
 from poses_helpers import skeleton
