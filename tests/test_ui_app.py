@@ -67,3 +67,21 @@ def test_two_api_sessions_do_not_see_each_other(studio):
     assert "none yet" in summary_b and "Alice" not in summary_b
     sessions = list(studio.context.sessions.root.iterdir())
     assert len([s for s in sessions if s.is_dir()]) >= 2
+
+
+def test_uploads_over_the_limit_and_files_outside_the_data_dir_are_refused(studio, tmp_path):
+    import httpx
+
+    url = launch(studio).rstrip("/")
+    limit = studio.context.settings.max_upload_mb
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * ((limit + 1) * 1024 * 1024))
+    with big.open("rb") as handle:
+        response = httpx.post(f"{url}/gradio_api/upload", files={"files": ("big.png", handle, "image/png")},
+                              timeout=30)
+    assert response.status_code == 413
+
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not for the web")
+    response = httpx.get(f"{url}/gradio_api/file={outside}", timeout=30)
+    assert response.status_code in (403, 404) and "not for the web" not in response.text
