@@ -1,0 +1,213 @@
+"""The render engine on the tiny backend (the real pipeline code on tiny random weights).
+
+What these prove: one pipeline load for many panels (with and without a pose), zero face/CLIP
+encoder passes for characters seen before, prompt embeddings reused, seeds reproducible, every
+render kept as a version (render, re-roll, select), cancel keeps finished panels, and a GPU
+out-of-memory error fails one panel with a clear message while the engine keeps working.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pytest
+from PIL import Image
+
+from render_helpers import PHOTO, panel, pixels, single_torch_thread, story, tiny_settings
+from storymaker.errors import GPUOutOfMemoryError, RenderError
+from storymaker.services.container import TINY_LABEL, build_services
+from storymaker.services.render import PipelineCache, derive_seed
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from single_torch_thread()
+
+
+@pytest.fixture(scope="module")
+def cache() -> PipelineCache:
+    """A private pipeline cache, so that this module's load count is its own."""
+    return PipelineCache()
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory, cache):
+    settings = tiny_settings(tmp_path_factory.mktemp("data"))
+    return build_services(settings, backend="tiny", pipeline_cache=cache)
+
+
+@pytest.fixture(scope="module")
+def characters_dir(services, tmp_path_factory):
+    """Ava and Ben registered once (stand-in perception, tiny CLIP); copied into each test's project."""
+    project = services.open_project(tmp_path_factory.mktemp("seed") / "project", title="Seed")
+    registry = services.character_registry(project)
+    registry.add("Ava", str(PHOTO))
+    registry.add("Ben", str(PHOTO), description="a tall man in a blue coat")
+    return project.characters_dir
+
+
+@pytest.fixture
+def project(services, characters_dir, tmp_path):
+    project = services.open_project(tmp_path / "project", title="Test")
+    shutil.copytree(characters_dir, project.characters_dir, dirs_exist_ok=True)
+    return project
+
+
+def _three_panels():
+    return story(
+        panel("[Ava] on a hill", "Ava"),
+        panel("[Ava] waves", "Ava", pose="waving"),
+        panel("[Ava] and [Ben] talk", "Ava", "Ben"),
+        negative="blurry",
+    )
+
+
+def test_caches_pipeline_characters_prompts_and_seeds_reproduce(services, project, cache):
+    engine = services.engine(project)
+    registry = services.character_registry(project)
+    backend = services.backend
+    entry = backend.entry()
+    encodes = entry.encode_calls
+
+    first = engine.render_story(_three_panels())
+    assert [r.status for r in first.results] == ["ok", "ok", "ok"], first.summary()
+    # One pipeline load for every panel, with and without a pose (the ControlNet is part of it).
+    assert cache.loads[backend.key] == 1
+    # Three prompts and one shared negative prompt were encoded, each once.
+    assert entry.encode_calls - encodes == 4
+    passes = registry.encoder_passes
+
+    second = engine.render_story(_three_panels())
+    assert second.ok, second.summary()
+    # Characters seen before: zero face/segmentation/CLIP passes; prompts: zero text encodes.
+    assert registry.encoder_passes == passes
+    assert entry.encode_calls - encodes == 4
+    assert cache.loads[backend.key] == 1
+    # Same story, same seeds (derived from the story seed and the position), identical images.
+    assert [r.seed for r in first.results] == [derive_seed(0, i) for i in range(3)]
+    assert [r.seed for r in second.results] == [r.seed for r in first.results]
+    for a, b in zip(first.results, second.results):
+        assert (pixels(a.image) == pixels(b.image)).all()
+    # The pose changed the picture (ControlNet ran) and every tiny image carries its mark.
+    for result in first.results:
+        corner = pixels(result.image)[:3, :3].reshape(-1, 3)
+        assert (corner == (255, 230, 0)).all()  # the yellow TINY MODEL box
+    assert len(project.versions(2)) == 2 and project.selected(2).id == second.results[2].version
+
+
+def test_seeds_story_seed_explicit_seed(services, project):
+    engine = services.engine(project)
+    s = story(panel("a quiet harbour"), panel("a quiet harbour", seed=1234), seed=7)
+    assert engine.job(s, 0).seed == derive_seed(7, 0)
+    assert engine.job(s, 0, story_seed=8).seed == derive_seed(8, 0)
+    assert engine.job(s, 1).seed == 1234 and engine.job(s, 1).seed_source == "explicit"
+    assert derive_seed(7, 0) != derive_seed(7, 1) != derive_seed(8, 1)
+    # Another story seed gives other pixels.
+    a = engine.render_story(s, panels=[0], keep=False).results[0]
+    b = engine.render_story(s, panels=[0], seed=8, keep=False).results[0]
+    assert a.seed == derive_seed(7, 0) and b.seed == derive_seed(8, 0)
+    assert (pixels(a.image) != pixels(b.image)).any()
+
+
+def test_prompt_and_negative_reach_the_model_as_the_spec_says(services, project):
+    engine = services.engine(project)
+    s = story(panel("[Ava] and [Ben] at sea", "Ava", "Ben", negative="fog"), negative="lowres")
+    job = engine.job(s, 0)
+    assert job.prompt == "a person and a tall man in a blue coat at sea, ink drawing"
+    assert job.negative_prompt == "lowres, fog"
+    no_negative = story(panel("[Ava] alone", "Ava"))
+    assert engine.job(no_negative, 0).negative_prompt == services.settings.negative_prompt
+
+
+def test_versions_render_reroll_select(services, project):
+    engine = services.engine(project)
+    s = story(panel("[Ava] on a hill", "Ava"))
+    report = engine.render_story(s)
+    assert report.ok
+    first = project.versions(0)
+    assert len(first) == 1 and project.selected(0).id == first[0].id
+    meta = first[0].meta
+    assert meta["seed"] == report.results[0].seed == first[0].seed
+    assert meta["backend"] == "tiny" and meta["label"] == TINY_LABEL
+    assert meta["model_ids"]["base_model"].startswith("tiny")
+    assert meta["width"] == 64 and meta["num_inference_steps"] == 2
+    assert meta["prompt"].endswith("ink drawing") and meta["characters"][0]["name"] == "Ava"
+
+    rerolled = engine.reroll(s, 0)
+    assert rerolled.ok
+    versions = project.versions(0)
+    assert len(versions) == 2
+    assert project.selected(0).id == rerolled.version == versions[1].id
+    assert versions[1].meta["seed_source"] == "reroll" and versions[1].seed == rerolled.seed
+    # Selecting the old version works; rendering with its seed reproduces its image.
+    project.select(0, versions[0].id)
+    assert project.selected(0).id == versions[0].id
+    again = engine.render_panel(s, 0, seed=versions[0].seed, keep=False)
+    with Image.open(versions[0].image_path) as im:
+        assert (pixels(im) == pixels(again.image)).all()
+    assert len(project.versions(0)) == 2  # keep=False kept nothing
+
+
+def test_cancel_after_a_step_keeps_finished_panels(services, project):
+    engine = services.engine(project)
+    s = story(panel("[Ava] one", "Ava"), panel("[Ava] two", "Ava"), panel("[Ava] three", "Ava"))
+    cancel = threading.Event()
+    seen = []
+
+    def progress(position, count, step, steps):
+        seen.append((position, count, step, steps))
+        if position == 1 and step == 1:
+            cancel.set()
+
+    report = engine.render_story(s, progress=progress, cancel=cancel)
+    assert report.cancelled and not report.ok
+    assert [r.status for r in report.results] == ["ok", "cancelled", "cancelled"]
+    # Panel 1 ran both steps; panel 2 stopped after step 1; panel 3 never started.
+    assert (0, 3, 2, 2) in seen and (1, 3, 1, 2) in seen
+    assert (1, 3, 2, 2) not in seen and not any(p == 2 for p, *_ in seen)
+    assert len(project.versions(0)) == 1
+    assert project.versions(1) == [] and project.versions(2) == []
+    # The engine is usable afterwards.
+    assert engine.render_story(s, panels=[1]).ok
+    assert len(project.versions(1)) == 1
+
+
+def test_out_of_memory_fails_one_panel_and_the_engine_recovers(services, project, monkeypatch):
+    import torch
+
+    engine = services.engine(project)
+    pipe = services.backend.entry().pipeline
+    real_call = type(pipe).__call__
+    calls = {"n": 0}
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real_call(self, *args, **kwargs)
+
+    freed = []
+    monkeypatch.setattr(type(pipe), "__call__", flaky)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: freed.append(True))
+
+    s = story(panel("[Ava] one", "Ava"), panel("[Ava] two", "Ava"))
+    report = engine.render_story(s)
+    assert [r.status for r in report.results] == ["error", "ok"]
+    message = report.results[0].error
+    assert "ran out of memory" in message and "STORYMAKER_CPU_OFFLOAD=1" in message
+    assert "smaller size" in message and "fewer characters" in message
+    assert freed == [True]
+    assert "Panel 1" in report.summary()
+    assert project.versions(0) == [] and len(project.versions(1)) == 1
+    # The next render works (the real __call__ runs again).
+    assert engine.render_panel(s, 0).ok
+    assert issubclass(GPUOutOfMemoryError, RenderError)
+
+
+def test_pose_with_the_wrong_number_of_people_fails_that_panel(services, project):
+    engine = services.engine(project)
+    report = engine.render_story(story(panel("[Ava] alone", "Ava", pose="two-hug")), keep=False)
+    assert report.results[0].status == "error"
+    assert "two-hug" in report.results[0].error
