@@ -165,3 +165,24 @@ def test_cli_derive(capsys, tmp_path):
     assert PoseLibrary.for_project(project).get("talk-mirrored").num_people == 2
     assert main(["poses", "derive", "two-talking", "bad", "--project", str(project), "--order", "0,0"]) == 2
     assert "arrangement" in capsys.readouterr().err
+
+
+def test_import_openpose_json_and_delete(capsys, tmp_path):
+    project = tmp_path / "p"
+    project.mkdir()
+    flat_people = []
+    for cx in (0.7, 0.3):  # right-most first, as a detector might list them
+        flat = []
+        for p in skeleton(cx, scale=0.5):
+            flat += [0, 0, 0] if p is None else [p[0] * 800, p[1] * 600, 0.8]
+        flat_people.append({"pose_keypoints_2d": flat})
+    source = tmp_path / "editor-export.json"
+    source.write_text(json.dumps({"canvas_width": 800, "canvas_height": 600, "people": flat_people}))
+    assert main(["poses", "import", str(source), "duo-imported", "--project", str(project), "--left-to-right"]) == 0
+    pose = PoseLibrary.for_project(project).get("duo-imported")
+    assert (pose.width, pose.height, pose.num_people) == (800, 600, 2)
+    assert pose.people[0].center_x == pytest.approx(0.3, abs=1e-3)
+    assert main(["poses", "delete", "duo-imported", "--project", str(project)]) == 0
+    assert "duo-imported" not in PoseLibrary.for_project(project).names()
+    assert main(["poses", "delete", "standing", "--project", str(project)]) == 2
+    assert "built-in" in capsys.readouterr().err

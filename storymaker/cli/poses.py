@@ -1,9 +1,11 @@
-"""`python -m storymaker poses ...`: list, show, extract (and derive mirrored/reordered variants).
+"""`python -m storymaker poses ...`: list, show, extract; derive (mirror/reorder), import, delete.
 
     python -m storymaker poses list [--project DIR] [--people N]
     python -m storymaker poses show NAME --out PNG [--size WxH] [--project DIR]
     python -m storymaker poses extract PHOTO NAME --project DIR [--overwrite]
     python -m storymaker poses derive NAME NEW_NAME --project DIR [--mirror] [--order 1,0]
+    python -m storymaker poses import FILE.json [NAME] --project DIR
+    python -m storymaker poses delete NAME --project DIR
 """
 
 from __future__ import annotations
@@ -41,6 +43,19 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a project pose of that name")
     p.add_argument("--detect-resolution", type=int, default=512, help="detector input size (default 512)")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("import", help="save a pose JSON file (this app's or OpenPose's format) in a project")
+    p.add_argument("file", type=Path)
+    p.add_argument("name", nargs="?", help="kebab-case name (default: the name in the file)")
+    p.add_argument("--project", type=Path, required=True)
+    p.add_argument("--left-to-right", action="store_true", help="re-map people to slots left to right")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("delete", help="remove a saved pose from a project")
+    p.add_argument("name")
+    p.add_argument("--project", type=Path, required=True)
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("derive", help="save a mirrored and/or reordered copy of a pose in a project")
     p.add_argument("name")
@@ -128,4 +143,18 @@ def cmd_derive(args: argparse.Namespace, settings: Settings) -> int:
         left_to_right=args.left_to_right, overwrite=args.overwrite,
     )
     print(f"saved pose {pose.name!r} ({pose.num_people} people) in {library.poses_dir}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    library = _library(args.project, must_exist=True)
+    pose = library.import_file(args.file, args.name, left_to_right=args.left_to_right, overwrite=args.overwrite)
+    print(f"saved pose {pose.name!r} ({pose.num_people} people) in {library.poses_dir}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    library = _library(args.project, must_exist=True)
+    library.delete(args.name)
+    print(f"deleted pose {args.name!r} from {library.poses_dir}")
     return 0

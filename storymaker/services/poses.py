@@ -180,6 +180,20 @@ class PoseLibrary:
         self.save(pose, overwrite=overwrite)
         return pose
 
+    def import_file(
+        self, path: str | os.PathLike, name: str | None = None, *, left_to_right: bool = False,
+        overwrite: bool = False,
+    ) -> Pose:
+        """Save a pose JSON file (this app's format, or OpenPose's ``pose_keypoints_2d`` JSON as pose
+        editors write it) in the project, under ``name`` (default: the file's own name)."""
+        pose = load_pose(path, source="project")
+        if name is not None:
+            pose = replace(pose, name=validate_name(name))
+        if left_to_right:
+            pose = order_left_to_right(pose)
+        self.save(pose, overwrite=overwrite)
+        return pose
+
     def extract(
         self,
         photo: Any,
