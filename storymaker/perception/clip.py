@@ -111,8 +111,15 @@ class ClipImageEncoder:
             if self._model is None and self._factory is not None:
                 self._model = self._factory()
             if self._model is None:
-                self._model = load_clip_vision(self.source, dtype=self.dtype)  # type: ignore[arg-type]
-                log.info("Loaded image encoder %s", self.name)
+                import torch
+
+                if self.device == "auto":
+                    self.device = "cuda" if torch.cuda.is_available() else "cpu"
+                if self.dtype is None and str(self.device).startswith("cuda"):
+                    self.dtype = torch.float16
+                model = load_clip_vision(self.source, dtype=self.dtype)  # type: ignore[arg-type]
+                self._model = model.to(self.device) if self.device is not None else model
+                log.info("Loaded image encoder %s on %s", self.name, self.device or "cpu")
             return self._model
 
     @property
@@ -130,8 +137,7 @@ class ClipImageEncoder:
         model = self.model
         pixels = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt").pixel_values
         param = next(model.parameters())
-        device = self.device if self.device is not None else param.device
-        pixels = pixels.to(device=device, dtype=self.dtype or param.dtype)
+        pixels = pixels.to(device=param.device, dtype=param.dtype)
         with torch.inference_mode():
             out = model(pixel_values=pixels, output_hidden_states=True)
         return out.hidden_states[-2].detach().to("cpu", torch.float32).contiguous()
@@ -160,5 +166,6 @@ def shared_image_encoder(settings: "Settings", model: Any | None = None) -> Clip
     with _SHARED_LOCK:
         encoder = _SHARED.get(key)
         if encoder is None or (model is not None and encoder._model is not model):
-            encoder = _SHARED[key] = ClipImageEncoder(model, source=key, name=key)
+            device = None if model is not None else ("auto" if settings.device == "auto" else settings.device)
+            encoder = _SHARED[key] = ClipImageEncoder(model, source=key, name=key, device=device)
         return encoder

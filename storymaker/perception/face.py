@@ -73,7 +73,7 @@ class InsightFaceAnalyzer:
         self.root = Path(root).expanduser()
         self.det_size = det_size
         self.det_thresh = det_thresh
-        self.providers = providers or ["CPUExecutionProvider"]
+        self.providers = providers  # None: insightface's default (CUDA when onnxruntime-gpu has it, else CPU)
         self.name = Path(self.model_name).name if Path(self.model_name).is_dir() else self.model_name
         self._app = None
         self._lock = threading.Lock()
@@ -88,7 +88,8 @@ class InsightFaceAnalyzer:
 
             try:
                 # A directory name makes insightface load it directly: it never downloads.
-                app = FaceAnalysis(name=str(folder), root=str(self.root), providers=self.providers)
+                kwargs = {} if self.providers is None else {"providers": self.providers}
+                app = FaceAnalysis(name=str(folder), root=str(self.root), **kwargs)
             except AssertionError:
                 raise WeightsNotFoundError(
                     f"The face model folder {folder} has no face detector ONNX file that insightface "

@@ -88,7 +88,7 @@ class RembgSegmenter:
 
             kind = self.name if self.name in U2NET_FAMILY else None
             if kind is not None or self.model.endswith(".onnx"):
-                session = new_session("u2net_custom", model_path=str(path), providers=["CPUExecutionProvider"])
+                session = new_session("u2net_custom", model_path=str(path))
             else:
                 # Other rembg models have their own pre-processing and are read from rembg's home
                 # only (where rembg would otherwise download them).
@@ -99,7 +99,7 @@ class RembgSegmenter:
                         f"rembg reads {self.name}.onnx only from {home}: move {path} there "
                         "(or set U2NET_HOME to its folder)."
                     )
-                session = new_session(self.name, providers=["CPUExecutionProvider"])
+                session = new_session(self.name)
             log.info("Loaded segmentation model %s from %s", self.name, path)
             self._session = session
             return session
