@@ -404,3 +404,29 @@ def test_sdxl_lora_loads_and_composes_with_the_adapter(tmp_path):
     pipe.disable_storymaker_lora_fusion()
     pipe.unload_lora_weights()
     np.testing.assert_allclose(render(pipe, characters), before, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------ misc
+def test_gpu_out_of_memory_becomes_a_user_error(pipe, monkeypatch):
+    from storymaker.errors import GPUOutOfMemoryError
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(pipe, "render", oom)
+    with pytest.raises(GPUOutOfMemoryError, match="STORYMAKER_CPU_OFFLOAD=1"):
+        pipe("a knight")
+
+
+def test_tiny_builds_are_fast():
+    import time
+
+    tiny_components(seed=0, with_controlnet=True)  # imports warmed up
+    start = time.perf_counter()
+    components = tiny_components(seed=1, with_controlnet=True)
+    StoryMakerPipeline(**components)
+    assert time.perf_counter() - start < 2.0
+    assert tiny_conditioning(3)[2].clip_face.shape == (TINY_CLIP_TOKENS, TINY_CLIP_HIDDEN)
+    tokenizer = components["tokenizer"]
+    ids = tokenizer("a knight", padding="max_length", max_length=tokenizer.model_max_length).input_ids
+    assert len(ids) == 77 and ids[0] == tokenizer.bos_token_id

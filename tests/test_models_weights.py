@@ -269,3 +269,9 @@ def test_device_and_dtype_resolution(tmp_path):
         weights.resolve_dtype(settings.replace(dtype="int8"), torch.device("cpu"))
     with pytest.raises(ConfigError, match="CUDA"):
         weights.resolve_device(settings.replace(device="cuda"))
+
+
+def test_controlnet_asked_for_but_not_configured(saved_tiny):
+    root, _ = saved_tiny
+    with pytest.raises(ConfigError, match="STORYMAKER_CONTROLNET_POSE"):
+        StoryMakerPipeline.from_settings(local_settings(root, controlnet_pose=""), with_controlnet=True)

@@ -23,7 +23,7 @@ from diffusers import StableDiffusionXLPipeline
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.stable_diffusion_xl.pipeline_output import StableDiffusionXLPipelineOutput
 
-from ..errors import ConditioningError
+from ..errors import ConditioningError, GPUOutOfMemoryError
 from .attention import IMAGE_TOKENS_KWARG, IP_SCALE_KWARG, LORA_SCALE_KWARG
 from .conditioning import CharacterConditioning
 
@@ -385,8 +385,20 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
                 vae.to(dtype=torch.float16)
 
     # ------------------------------------------------------------------ call
+    def __call__(self, *args, **kwargs):
+        """Render one panel: see :meth:`render` (same arguments)."""
+        try:
+            return self.render(*args, **kwargs)
+        except torch.cuda.OutOfMemoryError:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise GPUOutOfMemoryError(
+                "The GPU ran out of memory while rendering: render a smaller panel, or set "
+                "STORYMAKER_CPU_OFFLOAD=1 (slower, much less GPU memory) and STORYMAKER_VAE_TILING=1."
+            ) from None
+
     @torch.no_grad()
-    def __call__(
+    def render(
         self,
         prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,

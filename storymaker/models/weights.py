@@ -536,6 +536,9 @@ def load_pipeline_components(
     say = progress or (lambda message: None)
     if with_controlnet is None:
         with_controlnet = bool(settings.controlnet_pose)
+    elif with_controlnet and not settings.controlnet_pose:
+        raise ConfigError("A pose ControlNet was asked for but STORYMAKER_CONTROLNET_POSE is empty: name one "
+                          "(e.g. xinsir/controlnet-openpose-sdxl-1.0) or load without it.")
     device = resolve_device(settings)
     dtype = resolve_dtype(settings, device)
     specs = model_specs(settings, with_controlnet=with_controlnet, perception=False)
