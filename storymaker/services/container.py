@@ -52,9 +52,9 @@ class BackendChoice:
 
 def missing_weights(settings: Settings) -> list[str]:
     """The model weights "storymaker" needs that are not on this machine (no network access)."""
-    from ..models import weights
+    from ..models.weights import weights_status
 
-    return weights.missing(settings)
+    return [st.spec.describe() for st in weights_status(settings) if st.spec.required and not st.present]
 
 
 def choose_backend(settings: Settings, requested: str | None = None) -> BackendChoice:
@@ -86,10 +86,10 @@ def choose_backend(settings: Settings, requested: str | None = None) -> BackendC
         return BackendChoice("storymaker")
     return BackendChoice(
         "draft",
-        "Draft mode (storyboard sketches) because " + " and ".join(reasons) + ". Rendering needs an "
-        "NVIDIA GPU with about 16 GB of memory and the weights: run `python -m storymaker download` "
-        "(or set STORYMAKER_BASE_MODEL / STORYMAKER_ADAPTER_MODEL / STORYMAKER_IMAGE_ENCODER to local "
-        "folders), then restart with STORYMAKER_BACKEND=storymaker or auto.",
+        "Draft mode (storyboard sketches) because " + " and ".join(reasons) + ". Rendering with "
+        "StoryMaker needs a CUDA GPU and the model weights: `python -m storymaker doctor` lists what is "
+        "missing and how to provide each model (`python -m storymaker download` fetches the hub models); "
+        "then restart with STORYMAKER_BACKEND=auto or storymaker.",
     )
 
 
@@ -300,9 +300,9 @@ def build_services(
     (tests); ``perception``: replaces the perception components; ``download``: fetch missing
     weights first (needs network)."""
     if download:
-        from ..models import weights
+        from ..models.weights import download_all
 
-        weights.download(settings)
+        download_all(settings, progress=logger.info)
     if backend is None or isinstance(backend, str):
         choice = choose_backend(settings, backend)
         chosen = make_backend(choice.name, settings, pipeline_cache)
