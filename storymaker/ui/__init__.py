@@ -62,8 +62,14 @@ def banner_text(services: Any) -> tuple[str, str]:
     if name == "draft":
         head = "**Draft mode: panels are storyboard sketches, not StoryMaker renders.**"
         if reason.startswith("Draft mode"):
-            reason = reason.split(".", 1)[1].strip() if "." in reason else ""
-        return (f"{head} {reason}".strip(), "draft")
+            # The container's reason repeats the head; keep only what follows it.
+            _, sep, rest = reason.partition(" because ")
+            reason = f"This is because {rest}" if sep else reason.partition(".")[2].strip()
+        if not reason:
+            reason = ("It was chosen at start (--backend draft). Rendering with StoryMaker needs a CUDA GPU "
+                      "and the model weights (`python -m storymaker doctor` says what is missing); then "
+                      "start with --backend auto.")
+        return (f"{head} {reason}", "draft")
     return (reason, "draft") if reason else ("", "")
 
 
