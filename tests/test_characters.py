@@ -358,8 +358,8 @@ def test_real_perception_end_to_end_on_tiny_models(tmp_path, monkeypatch):
 
     pack = build_tiny_face_pack(tmp_path / "models" / "tinypack")
     seg_model = build_tiny_u2net(tmp_path / "u2net" / "u2net_human_seg.onnx")
-    monkeypatch.setenv("U2NET_HOME", str(seg_model.parent))
-    settings = Settings(face_model=str(pack), segmentation_model="u2net_human_seg", image_encoder="tiny-clip-test")
+    # A path to the .onnx (not the bare name): the process-wide shared segmenter is keyed by it.
+    settings = Settings(face_model=str(pack), segmentation_model=str(seg_model), image_encoder="tiny-clip-test")
     model = tiny_image_encoder()
     registry = CharacterRegistry.for_project(tmp_path / "project", settings, backend="storymaker", image_encoder_model=model)
     assert registry.image_encoder.model is model  # the pipeline's instance, not a second copy
@@ -383,8 +383,14 @@ def test_real_backend_offline_says_what_is_missing(project):
     from storymaker.errors import WeightsNotFoundError
 
     registry = CharacterRegistry.for_project(project, Settings.from_env(), backend="storymaker")
-    with pytest.raises(WeightsNotFoundError, match="buffalo_l"):
+    with pytest.raises(WeightsNotFoundError) as info:
         registry.register("Eileen", PHOTO)
+    message = str(info.value)  # every missing model at once, each with how to provide it
+    assert "buffalo_l" in message and "u2net_human_seg.onnx" in message
+    assert "laion/CLIP-ViT-H-14-laion2B-s32B-b79K" in message and message.count("--backend tiny") >= 3
+    with pytest.raises(WeightsNotFoundError) as info:
+        registry.register("Eileen", PHOTO, mask=PHOTO)  # own mask: no segmentation model needed
+    assert "u2net" not in str(info.value)
     assert tree_snapshot(project) == []
 
 

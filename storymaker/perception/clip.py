@@ -104,6 +104,35 @@ class ClipImageEncoder:
         self._processor = None
         self._lock = threading.Lock()
 
+    def check(self) -> None:
+        """Raise :class:`WeightsNotFoundError` now if the weights are clearly unavailable: a local
+        folder without config.json, or a hub id that is not in the cache while offline."""
+        if self._model is not None or self._factory is not None or self.source is None:
+            return
+        path = Path(self.source).expanduser()
+        if path.exists():
+            if not (path / "config.json").is_file():
+                raise WeightsNotFoundError(
+                    f"The image encoder folder {path} has no config.json: it must hold a CLIP vision model "
+                    "in transformers layout (config.json + model.safetensors)."
+                )
+            return
+        if not _offline():
+            return  # it may be downloaded on first use
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(self.source, "config.json")
+        except ValueError:  # not a valid repo id
+            cached = None
+        if not isinstance(cached, str):
+            raise WeightsNotFoundError(
+                f"The image encoder {self.source!r} is not in the local Hugging Face cache and downloads are off "
+                "(HF_HUB_OFFLINE). Download it while online (python -m storymaker download), or set "
+                "STORYMAKER_IMAGE_ENCODER to a local folder holding config.json and model weights. "
+                "Offline, use --backend tiny."
+            )
+
     @property
     def model(self):
         """The vision model (loaded now if it was given as a source)."""

@@ -78,6 +78,11 @@ class InsightFaceAnalyzer:
         self._app = None
         self._lock = threading.Lock()
 
+    def check(self) -> None:
+        """Raise :class:`WeightsNotFoundError` now if the model pack is not on disk (loads nothing)."""
+        if self._app is None:
+            check_face_model(self.model_name, self.root)
+
     def load(self):
         """Load the model pack (once). Raises :class:`WeightsNotFoundError` if it is not on disk."""
         with self._lock:

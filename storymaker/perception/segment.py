@@ -79,6 +79,11 @@ class RembgSegmenter:
         self._session = None
         self._lock = threading.Lock()
 
+    def check(self) -> None:
+        """Raise :class:`WeightsNotFoundError` now if the model file is missing (imports nothing)."""
+        if self._session is None:
+            find_segmentation_model(self.model)
+
     def load(self):
         with self._lock:
             if self._session is not None:

@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from ..domain.character import Character, FaceInfo, Outfit
-from ..errors import CharacterError, ImageError, ProjectError
+from ..errors import CharacterError, ImageError, ProjectError, WeightsNotFoundError
 from ..fsutil import atomic_directory, atomic_write_bytes, atomic_write_json
 from ..images import ImageSource, image_to_png_bytes, load_image, load_mask, read_image
 from ..perception.base import DetectedFace, FaceAnalyzer, ImageEncoder, Segmenter
@@ -328,6 +328,7 @@ class CharacterRegistry:
             self._check_free(clean_name)
         clean_description = validate_description(description)
         loaded = read_image(photo, what="photo", max_side=MAX_PHOTO_SIDE)
+        self._preflight(needs_segmenter=mask is None)
         rgb_image = loaded.image
         notes: list[str] = []
         if loaded.downscaled:
@@ -648,6 +649,26 @@ class CharacterRegistry:
             names = ", ".join(o.name for o in character.outfits) or "none yet"
             raise CharacterError(f"{character.name} has no outfit called {str(outfit_name)!r} (outfits: {names}).")
         return item
+
+    def _preflight(self, *, needs_segmenter: bool) -> None:
+        """Report every missing model at once (components with a ``check()``), before any runs."""
+        components = [self.face_analyzer, self.image_encoder] + ([self.segmenter] if needs_segmenter else [])
+        problems = []
+        for component in components:
+            check = getattr(component, "check", None)
+            if component is None or check is None:
+                continue
+            try:
+                check()
+            except WeightsNotFoundError as err:
+                problems.append(str(err))
+        if len(problems) == 1:
+            raise WeightsNotFoundError(problems[0])
+        if problems:
+            raise WeightsNotFoundError(
+                "Registering a character needs model weights that are not on this machine:\n"
+                + "\n".join(f"  - {p}" for p in problems)
+            )
 
     def _detect(self, rgb_image: Image.Image) -> list[DetectedFace]:
         faces = list(self.face_analyzer.analyze(np.asarray(rgb_image.convert("RGB"), dtype=np.uint8)))
