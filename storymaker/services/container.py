@@ -57,6 +57,20 @@ def missing_weights(settings: Settings) -> list[str]:
     return [st.spec.describe() for st in weights_status(settings) if st.spec.required and not st.present]
 
 
+PERCEPTION_KEYS = ("face_model", "segmentation_model", "image_encoder")
+
+
+def missing_perception(settings: Settings) -> list[str]:
+    """The character-registration models (face, segmentation, CLIP) not on this machine."""
+    from ..models.weights import weights_status
+
+    return [
+        st.spec.describe()
+        for st in weights_status(settings, with_controlnet=False, perception=True)
+        if st.spec.key in PERCEPTION_KEYS and not st.present
+    ]
+
+
 def choose_backend(settings: Settings, requested: str | None = None) -> BackendChoice:
     """Resolve "auto" (and report why the real model is not used)."""
     name = requested or settings.backend
@@ -313,8 +327,13 @@ def build_services(
         diffusion = chosen if isinstance(chosen, DiffusionBackend) else None
         if chosen.name == "tiny":
             perception = tiny_perception(diffusion)
+        elif chosen.name == "draft" and missing_perception(settings):
+            # Drafts need only the photos; characters registered with the stand-ins are
+            # re-encoded by the registry once the real models are configured.
+            logger.info("draft backend: face/segmentation/CLIP weights missing, using the labelled stand-ins")
+            perception = tiny_perception()
         else:
             perception = real_perception(settings, diffusion if chosen.name == "storymaker" else None)
     if choice.reason:
-        logger.warning("%s", choice.reason)
+        logger.info("%s", choice.reason)
     return Services(settings=settings, backend=chosen, choice=choice, perception=perception)
