@@ -96,6 +96,7 @@ def test_mask_of_other_size_is_an_error(astronaut):
         white_composite(astronaut, Image.new("L", (10, 10), 255))
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-image deprecation inside insightface
 def test_face_crop_is_norm_crop_of_the_original_photo(astronaut):
     from insightface.utils import face_align
 
