@@ -143,5 +143,14 @@ def test_register_write_render_and_download_pdf(app_url, browser, tmp_path):
     _wait_text(page2, "#project-summary", "characters: none yet")
     _tab(page2, "Characters")
     assert page2.locator("#char-gallery img").count() == 0
+
+    # ...and gets a finished comic from the example project in one click.
+    _tab(page2, "Project")
+    page2.get_by_role("button", name="Make the example comic").click()
+    _wait_text(page2, "#comic-status", "panel(s) on")  # the app switches to the Comic tab
+    page2.locator("#comic-pages img").first.wait_for()
+    _shot(page2, shots, "7-example-comic")
+    _tab(page, "Characters")
+    assert page.locator("#char-gallery img").count() == 1  # the first person still sees only Eileen
     other.close()
     context.close()

@@ -109,7 +109,7 @@ def build_app(services: Any, *, settings: Settings | None = None,
                     "write the script, render the panels, lay out the comic.")
         gr.Markdown(banner, elem_id="banner", elem_classes=[banner_class] if banner_class else None,
                     visible=bool(banner))
-        with gr.Tabs():
+        with gr.Tabs() as tabs_block:
             with gr.Tab("Project", id="project"):
                 project = project_tab.render(ctx, session)
             with gr.Tab("Characters", id="characters"):
@@ -164,10 +164,11 @@ def build_app(services: Any, *, settings: Settings | None = None,
 
         def example(sid, progress=gr.Progress()):
             message = project_tab.make_example(ctx, sid, progress)
-            return [message, project["handlers"]["summary"](sid), *refresh_all(sid)]
+            # Show the finished comic straight away.
+            return [message, project["handlers"]["summary"](sid), *refresh_all(sid), gr.Tabs(selected="comic")]
 
         project["example_btn"].click(project_tab.gpu_wrapped(example), [session],
-                                     [project["status"], project["summary"], *refresh_outputs],
+                                     [project["status"], project["summary"], *refresh_outputs, tabs_block],
                                      concurrency_limit=1, concurrency_id="gpu", api_name="example_project")
 
     return StudioApp(blocks=blocks, context=ctx, launch_defaults=launch_options(settings))

@@ -106,7 +106,6 @@ def gpu_wrapped(fn):
 def make_example(ctx: StudioContext, sid: str, progress=None) -> str:
     """One click: a new project with the example characters and story, every panel rendered,
     the comic ready in the Comic tab."""
-    from ..errors import WeightsNotFoundError
     from .example import load_example
     from .render_tab import progress_reporter
 
@@ -114,37 +113,16 @@ def make_example(ctx: StudioContext, sid: str, progress=None) -> str:
     folder = ctx.sessions.next_project_dir(sid)
     project = ctx.services.open_project(folder, create=True, title=example.title)
     registry = ctx.services.character_registry(project)
-    notes = []
     for person in example.characters:
         if progress is not None:
             progress(0.0, desc=f"Registering {person.name}")
-        try:
-            registry.add(person.name, person.photo, description=person.description)
-        except WeightsNotFoundError as err:
-            if ctx.services.backend_name != "draft":
-                raise
-            # Draft sketches only show the face crop: the labelled stand-in perception is enough,
-            # and the registry re-encodes the character when the real models are installed.
-            logger.info("example character %s registered with stand-ins: %s", person.name, err)
-            _standin_registry(project).add(person.name, person.photo, description=person.description)
-            notes.append(f"{person.name} was registered with the stand-in face analysis (the face model "
-                         "is not installed; draft sketches do not need it).")
+        registry.add(person.name, person.photo, description=person.description)
     project.write_script(example.script)
     ctx.sessions.switch_project(sid, folder)
     story = ctx.story(sid, strict=True)
     engine = ctx.engine(sid)
     report = engine.render_story(story, progress=progress_reporter(progress) if progress else None,
                                  cancel=ctx.cancels.fresh(sid))
-    text = " ".join([f"Example **{example.title}** ready: {report.summary()} See the Comic tab.", *notes])
+    text = f"Example **{example.title}** ready: {report.summary()} See the Comic tab."
     return ok(text) if report.ok else text
 
-
-def _standin_registry(project):
-    from ..services.characters import CharacterRegistry
-    from ..services.container import tiny_perception
-
-    stand_ins = tiny_perception()
-    # Zero-argument factories (a class would be taken for the component itself).
-    return CharacterRegistry(project.characters_dir, face_analyzer=lambda: stand_ins.face_analyzer(),
-                             segmenter=lambda: stand_ins.segmenter(),
-                             image_encoder=lambda: stand_ins.image_encoder())
