@@ -449,3 +449,37 @@ def test_cli_list_of_a_folder_that_is_not_a_project(tmp_path, capsys):
 
 def test_errors_are_storymaker_errors():
     assert issubclass(CharacterError, StoryMakerError) and issubclass(ImageError, StoryMakerError)
+
+
+def _variant(kind: str) -> bytes:
+    rgb = Image.open(PHOTO).convert("RGB")
+    if kind == "exif-rotated jpeg":
+        exif = Image.Exif()
+        exif[0x0112] = 8  # stored turned; displayed upright after a 90-degree turn
+        return _png_with(rgb.transpose(Image.Transpose.ROTATE_270), "JPEG", quality=95, exif=exif.tobytes())
+    if kind == "cmyk jpeg":
+        return _png_with(rgb.convert("CMYK"), "JPEG", quality=95)
+    if kind == "webp":
+        return _png_with(rgb, "WEBP", quality=90)
+    if kind == "rgba png":
+        return _png_with(rgb.convert("RGBA"), "PNG")
+    if kind == "16-bit grayscale png":
+        return _png_with(Image.fromarray(np.asarray(rgb.convert("L")).astype(np.uint16) * 257), "PNG")
+    raise AssertionError(kind)
+
+
+def _png_with(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["exif-rotated jpeg", "cmyk jpeg", "webp", "rgba png", "16-bit grayscale png"])
+def test_photo_formats_register_upright(kind, project, encoder):
+    """The stand-in face detector (upright faces only) finds her face where it is in the upright photo."""
+    from storymaker.perception.standins import StandInFaceAnalyzer
+
+    preview = make(project, encoder, face=StandInFaceAnalyzer()).analyze("Eileen", _variant(kind))
+    assert preview.photo.size == (512, 512) and preview.photo.mode == "RGB"
+    x1, y1, x2, y2 = preview.face.bbox
+    assert 180 < (x1 + x2) / 2 < 270 and 80 < (y1 + y2) / 2 < 150
