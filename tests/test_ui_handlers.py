@@ -240,3 +240,53 @@ def test_example_works_in_draft_mode_without_face_weights(tmp_path):
     message = project_tab.make_example(ctx, sid)
     assert "ready" in message and "4 of 4 panels rendered" in message
     assert len(render_tab.panel_gallery(ctx, sid)) == len(ctx.story(sid).panels)
+
+
+def test_outfits_are_added_and_listed(ctx, sid, tmp_path):
+    from PIL import Image
+
+    character = add_eileen(ctx, sid)
+    outfit = tmp_path / "raincoat.png"
+    Image.new("RGB", (120, 200), (240, 200, 0)).save(outfit)
+    message = characters_tab.add_outfit(ctx, sid, character.id, "raincoat", str(outfit))
+    assert "raincoat" in message and "outfit: Eileen=raincoat" in message
+    assert characters_tab.gallery_items(ctx, sid)[0][1].endswith("(outfits: raincoat)")
+    with pytest.raises(StoryMakerError, match="outfit"):
+        characters_tab.add_outfit(ctx, sid, character.id, "coat", None)
+
+
+def test_extract_pose_from_photo_with_an_injected_estimator(tmp_path):
+    """OpenPose weights are not on test machines: the estimator is injected like the app allows."""
+    from storymaker.domain.poses import Person
+
+    from ui_helpers import studio_settings
+
+    class OnePerson:
+        name = "test-estimator"
+
+        def detect(self, image):
+            points = [(0.5, 0.1), (0.5, 0.2), (0.4, 0.2), (0.35, 0.35), (0.3, 0.5), (0.6, 0.2), (0.65, 0.35),
+                      (0.7, 0.5), (0.45, 0.5), (0.45, 0.7), (0.45, 0.9), (0.55, 0.5), (0.55, 0.7), (0.55, 0.9),
+                      (0.48, 0.08), (0.52, 0.08), (0.46, 0.09), (0.54, 0.09)]
+            return [Person(tuple(points))]
+
+    services = make_services(tmp_path / "data")
+    settings = services.settings
+    ctx = StudioContext(services, settings, SessionManager(settings.sessions_dir), pose_estimator_factory=OnePerson)
+    sid = ctx.sessions.new_session()
+    name, message = poses_tab.extract_from_photo(ctx, sid, str(PHOTO), "my-pose")
+    assert name == "my-pose" and "1 person" in message
+    assert "my-pose" in poses_tab.pose_names(ctx, sid)
+    assert any(caption == "my-pose: 1 person (project)" for _, caption in poses_tab.pose_items(ctx, sid))
+    image, info = poses_tab.preview_pose(ctx, sid, "my-pose", 256, 256)
+    assert "my-pose" in info
+    # The project's pose is usable in a script right away.
+    characters_tab.save_character(ctx, sid, str(PHOTO), "Eileen", "", None)
+    status, rows = story_tab.validate(ctx, sid, "[Eileen] stretches\n  pose: my-pose\n")
+    assert "valid: 1 panel" in status and rows[0][2] == "my-pose"
+
+
+def test_pose_extraction_without_weights_says_what_to_install(ctx, sid):
+    with pytest.raises(StoryMakerError) as info:
+        poses_tab.extract_from_photo(ctx, sid, str(PHOTO), "from-photo")
+    assert "Annotators" in str(info.value) or "body_pose_model" in str(info.value)

@@ -24,6 +24,8 @@ def gallery_items(ctx: StudioContext, sid: str) -> list[tuple[str, str]]:
         if not image.exists():
             image = folder / character.photo_file
         caption = character.name + (f": {character.description}" if character.description else "")
+        if character.outfits:
+            caption += f" (outfits: {', '.join(o.name for o in character.outfits)})"
         items.append((str(image), caption))
     return items
 
