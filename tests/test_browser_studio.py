@@ -106,6 +106,9 @@ def test_register_write_render_and_download_pdf(app_url, browser, tmp_path):
     _tab(page, "Story")
     editor = page.locator("#script-editor .cm-content")
     editor.click()
+    page.keyboard.insert_text("title: Oops\n\n[Eileen] waves\n[Eilen] smiles\n")
+    _wait_text(page, "#script-issues", "line 4, column")  # the unknown name, at its line
+    _shot(page, shots, "4-story-error")
     page.keyboard.press("Control+a")
     page.keyboard.insert_text(THREE_PANELS.format(name="Eileen"))
     _wait_text(page, "#script-issues", "valid: 3 panels")

@@ -103,13 +103,13 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         with gr.Column(scale=5):
             gr.Markdown("### New character\nOne photo with one clear face. The whole person helps the "
                         "model keep the clothes and hair.")
-            photo = gr.Image(label="Photo", type="filepath", height=260, sources=["upload", "clipboard"],
+            photo = gr.Image(label="Photo", type="filepath", image_mode=None, height=260, sources=["upload", "clipboard"],
                              elem_id="char-photo")
             with gr.Row():
                 name = gr.Textbox(label="Name", placeholder="Mara", scale=1, elem_id="char-name")
                 description = gr.Textbox(label="Description (optional)", placeholder="a woman with red hair", scale=2)
             with gr.Accordion("Optional: your own person mask (white = person)", open=False):
-                mask = gr.Image(label="Mask", type="filepath", height=160)
+                mask = gr.Image(label="Mask", type="filepath", image_mode=None, height=160)
             with gr.Row():
                 analyze_btn = gr.Button("1. Check the photo")
                 save_btn = gr.Button("2. Save character", variant="primary")
@@ -138,7 +138,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 desc_btn = gr.Button("Save description", scale=1)
             with gr.Accordion("Outfits", open=False):
                 outfit_name = gr.Textbox(label="Outfit name", placeholder="raincoat")
-                outfit_image = gr.Image(label="Outfit image", type="filepath", height=160)
+                outfit_image = gr.Image(label="Outfit image", type="filepath", image_mode=None, height=160)
                 outfit_btn = gr.Button("Add outfit")
             delete_btn = gr.Button("Delete character", variant="stop")
             manage_status = gr.Markdown()

@@ -69,7 +69,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             gallery = gr.Gallery(label="Pose library", columns=4, height=440, allow_preview=False,
                                  object_fit="contain", elem_id="pose-gallery")
             with gr.Accordion("Extract a pose from a photo", open=False):
-                photo = gr.Image(label="Photo", type="filepath", height=200)
+                photo = gr.Image(label="Photo", type="filepath", image_mode=None, height=200)
                 new_name = gr.Textbox(label="Pose name (lowercase-with-dashes)", placeholder="two-people-waving")
                 extract_btn = gr.Button("Extract and save")
                 extract_status = gr.Markdown()
