@@ -19,7 +19,7 @@ from storymaker.services.render import CharacterSlot, DraftBackend, PanelJob
 def _job(**changes) -> PanelJob:
     values = dict(index=0, prompt="a man on a hill, ink", negative_prompt="", width=320, height=240,
                   steps=25, guidance_scale=7.5, seed=5, source_prompt="[Ava] on a hill",
-                  characters=(CharacterSlot("Ava"),), caption="It began here.")
+                  characters=(CharacterSlot("Ava"),))
     values.update(changes)
     return PanelJob(**values)
 
@@ -53,7 +53,7 @@ def test_draft_content():
     red = Image.new("RGB", (50, 50), (10, 200, 10))
     image = draw_draft(_job(), {"Ava": red})
     assert image.size == (320, 240) and image.mode == "RGB"
-    assert _has_colour(image, MARK, (0, 0, 320, 40))  # the DRAFT mark at the top
+    assert _has_colour(image, MARK, (160, 0, 320, 40))  # the DRAFT mark, top right
     assert _has_colour(image, (10, 200, 10))  # the character's thumbnail
     # Without a thumbnail the character is a drawn placeholder, and the sketch still renders.
     plain = draw_draft(_job(), {})

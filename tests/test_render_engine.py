@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -89,10 +90,15 @@ def test_caches_pipeline_characters_prompts_and_seeds_reproduce(services, projec
     assert [r.seed for r in second.results] == [r.seed for r in first.results]
     for a, b in zip(first.results, second.results):
         assert (pixels(a.image) == pixels(b.image)).all()
-    # The pose changed the picture (ControlNet ran) and every tiny image carries its mark.
+    # Every tiny image carries its mark: the yellow TINY MODEL box in the bottom-right corner.
     for result in first.results:
-        corner = pixels(result.image)[:3, :3].reshape(-1, 3)
-        assert (corner == (255, 230, 0)).all()  # the yellow TINY MODEL box
+        assert tuple(pixels(result.image)[-1, -1]) == (255, 230, 0)
+    # The same panel with and without its pose differs (the ControlNet ran), still one load.
+    posed = _three_panels().panels[1]
+    unposed = story(replace(posed, pose=None), negative="blurry")
+    plain = engine.render_panel(unposed, 0, seed=first.results[1].seed, keep=False)
+    assert (pixels(plain.image) != pixels(first.results[1].image)).any()
+    assert cache.loads[backend.key] == 1
     assert len(project.versions(2)) == 2 and project.selected(2).id == second.results[2].version
 
 

@@ -110,8 +110,18 @@ def choose_backend(settings: Settings, requested: str | None = None) -> BackendC
 def _storymaker_backend(settings: Settings, cache: PipelineCache) -> DiffusionBackend:
     def load():
         from ..models.pipeline import StoryMakerPipeline
+        from ..models.weights import hub_offline, weights_status
 
-        return StoryMakerPipeline.from_settings(settings)
+        with_controlnet = None  # as the settings say
+        if settings.controlnet_pose and hub_offline() and any(
+            st.spec.key == "controlnet_pose" and not st.present
+            for st in weights_status(settings, perception=False)
+        ):
+            # The ControlNet is optional: without it, panels without a pose still render and a
+            # panel with a pose fails with a message naming STORYMAKER_CONTROLNET_POSE.
+            logger.warning("pose ControlNet %s is not on this machine: loading without it", settings.controlnet_pose)
+            with_controlnet = False
+        return StoryMakerPipeline.from_settings(settings, with_controlnet=with_controlnet)
 
     return DiffusionBackend(
         "storymaker",

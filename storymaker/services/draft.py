@@ -2,7 +2,8 @@
 
 What it draws: the pose skeleton(s) (``perception.pose.render_pose``, controlnet-aux colours), each
 character's thumbnail and name at its position (its head on the pose, or spread across the panel),
-the caption, the prompt as a slug line, and a "DRAFT" mark. No model and no torch of its own.
+the prompt as a slug line with seed and size, and a "DRAFT" mark. Captions and speech bubbles are
+lettered by the comic export, as for rendered panels. No model and no torch of its own.
 """
 
 from __future__ import annotations
@@ -123,16 +124,12 @@ def draw_draft(job: "PanelJob", thumbnails: Mapping[str, Image.Image | None] | N
         draw.rectangle((tx - 2, ty - 1, tx + tw + 2, ty + unit + 3), fill=(255, 255, 255))
         draw.text((tx, ty), label, fill=INK, font=name_font)
 
-    # Top: DRAFT mark and panel number; caption below it.
+    # Top right: the DRAFT mark and the panel number (captions are lettered by the comic, top left).
     mark_font = load_font(int(unit * 1.4))
-    mark = f"DRAFT  #{job.index + 1}"
-    draw.text((unit // 2, unit // 3), mark, fill=MARK, font=mark_font)
-    top = unit // 3 + int(unit * 1.8)
+    mark = f"DRAFT #{job.index + 1}"
+    mark_w = draw.textlength(mark, font=mark_font)
+    draw.text((w - mark_w - unit // 2, unit // 3), mark, fill=MARK, font=mark_font)
     small = load_font(max(6, int(unit * 0.8)))
-    if job.caption:
-        for line in _wrap(draw, job.caption, small, w - unit)[:3]:
-            draw.text((unit // 2, top), line, fill=INK, font=small)
-            top += int(unit * 1.0)
 
     # Bottom: the prompt as a slug line, with seed and size.
     slug = _wrap(draw, job.source_prompt or job.prompt, small, w - unit)[:4]

@@ -311,17 +311,20 @@ def oom_message(job: PanelJob) -> str:
 
 
 def stamp_label(image: Image.Image, label: str) -> Image.Image:
-    """A copy of ``image`` with a small ``label`` box in its top-left corner."""
+    """A copy of ``image`` with a small yellow ``label`` box in its bottom-right corner (where
+    comic captions and speech bubbles rarely go)."""
     from .draft import load_font
 
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
-    size = max(8, min(out.width, out.height) // 10)
+    size = max(6, min(out.width, out.height) // 24)
     font = load_font(size)
-    box = draw.textbbox((0, 0), label, font=font)
-    pad = max(1, size // 5)
-    draw.rectangle((0, 0, box[2] + 2 * pad, box[3] + 2 * pad), fill=(255, 230, 0))
-    draw.text((pad, pad), label, fill=(0, 0, 0), font=font)
+    left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+    pad = max(1, size // 4)
+    box_w, box_h = right + 2 * pad, bottom + 2 * pad
+    x0, y0 = out.width - box_w, out.height - box_h
+    draw.rectangle((x0, y0, out.width - 1, out.height - 1), fill=(255, 230, 0))
+    draw.text((x0 + pad, y0 + pad), label, fill=(0, 0, 0), font=font)
     return out
 
 
@@ -384,17 +387,17 @@ class DiffusionBackend:
     ) -> Image.Image:
         import torch
 
-        entry = self.entry()
-        characters = [_conditioning(registry, slot) for slot in job.characters]
-        pose_image = _pose_image(job)
-
         def step_end(pipe, step: int, timestep, tensors: dict) -> dict:
             on_step(step + 1, job.steps)
             if cancel is not None and cancel.is_set():
                 return {"interrupt": True}  # the pipeline stops after this step
             return {}
 
+        on_step(0, job.steps)
         try:
+            entry = self.entry()  # loads the pipeline on first use (an OOM here is handled too)
+            characters = [_conditioning(registry, slot) for slot in job.characters]
+            pose_image = _pose_image(job)
             with entry.lock:
                 if cancel is not None and cancel.is_set():
                     raise RenderCancelled("Render cancelled before this panel started.")
@@ -474,6 +477,7 @@ class DraftBackend:
 
         if cancel is not None and cancel.is_set():
             raise RenderCancelled("Render cancelled before this panel started.")
+        on_step(0, 1)
         thumbnails = {slot.name: _thumbnail(registry, slot.name) for slot in job.characters}
         image = draw_draft(job, thumbnails)
         on_step(1, 1)
@@ -734,7 +738,6 @@ class RenderEngine:
 
         try:
             job = self.job(story, index, seed=seed, story_seed=story_seed, seed_source=seed_source)
-            on_step(0, job.steps)
             image = self.backend.render(job, registry=self.registry, on_step=on_step, cancel=cancel)
             metadata = self._metadata(job)
             version = self._keep(index, image, metadata) if keep else None
