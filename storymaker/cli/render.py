@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..config import BACKENDS, Settings
-from ..errors import InvalidInputError, RenderError, StoryMakerError
+from ..errors import InvalidInputError, RenderError
 
 logger = logging.getLogger(__name__)
 

@@ -485,18 +485,14 @@ class DraftBackend:
 
 
 def _thumbnail(registry: Any, name: str) -> Image.Image | None:
-    """The character's face crop (else its photo) for a draft, or None when there is none."""
+    """The character's aligned face crop (else its photo) for a draft; None without a registry."""
     if registry is None:
         return None
-    from pathlib import Path
-
-    character = registry.get(name)
-    folder = Path(registry.folder(character.id))
-    for filename in (character.face_crop_file, character.photo_file):
-        path = folder / filename
-        if filename and path.is_file():
-            with Image.open(path) as im:
-                return im.convert("RGB")
+    for which in ("face", "photo"):
+        try:
+            return registry.image(name, which).convert("RGB")
+        except OSError:
+            logger.debug("no %s image for %s", which, name)
     return None
 
 
