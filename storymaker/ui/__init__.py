@@ -95,6 +95,7 @@ def build_app(services: Any, *, settings: Settings | None = None,
     import gradio as gr
 
     from . import characters_tab, comic_tab, poses_tab, project_tab, render_tab, story_tab
+    from .common import user_errors
 
     settings = settings or services.settings
     sessions = sessions or SessionManager(settings.sessions_dir, settings.session_max_age_hours)
@@ -147,7 +148,7 @@ def build_app(services: Any, *, settings: Settings | None = None,
                 ctx.project(sid)
             return [sid, project["handlers"]["summary"](sid), *refresh_all(sid)]
 
-        blocks.load(start, [session], [session, project["summary"], *refresh_outputs], api_name="start_session")
+        blocks.load(user_errors(start), [session], [session, project["summary"], *refresh_outputs], api_name="start_session")
 
         def after(handler):
             def run(sid, *args):

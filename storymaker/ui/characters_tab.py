@@ -126,7 +126,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     gr.Markdown("### Your characters")
     with gr.Row():
         with gr.Column(scale=6):
-            gallery = gr.Gallery(label="Characters", columns=5, height=240, allow_preview=False, elem_id="char-gallery",
+            gallery = gr.Gallery(fit_columns=False, label="Characters", columns=5, height=240, allow_preview=False,
+                                 object_fit="contain", elem_id="char-gallery",
                                  buttons=["fullscreen"])
         with gr.Column(scale=5):
             chosen = gr.Dropdown(label="Character", choices=[], interactive=True)

@@ -66,7 +66,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     with gr.Row():
         with gr.Column(scale=6):
-            gallery = gr.Gallery(label="Pose library", columns=4, height=440, allow_preview=False,
+            gallery = gr.Gallery(fit_columns=False, label="Pose library", columns=4, height=440, allow_preview=False,
                                  object_fit="contain", elem_id="pose-gallery")
             with gr.Accordion("Extract a pose from a photo", open=False):
                 photo = gr.Image(label="Photo", type="filepath", image_mode=None, height=200)

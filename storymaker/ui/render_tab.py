@@ -205,11 +205,11 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 reroll = gr.Button("Re-roll panel", scale=1)
                 cancel = gr.Button("Cancel", variant="stop", scale=1)
             status = gr.Markdown(elem_id="render-status")
-            panels = gr.Gallery(label="Panels (the chosen version of each)", columns=3, height=420,
+            panels = gr.Gallery(fit_columns=False, label="Panels (the chosen version of each)", columns=3, height=420,
                                 object_fit="contain", buttons=["download", "fullscreen"], elem_id="panels")
             with gr.Accordion("Versions of a panel (choose the one for the comic)", open=False):
                 show_versions = gr.Button("Show the versions of the panel above")
-                versions = gr.Gallery(label="Versions", columns=5, height=200, allow_preview=False)
+                versions = gr.Gallery(fit_columns=False, label="Versions", columns=5, height=200, allow_preview=False)
                 versions_status = gr.Markdown()
 
     def on_preset(name):
