@@ -11,7 +11,7 @@ StoryMaker with its LoRA unfused, and StoryMaker with its LoRA fused, side by si
 StoryMaker variants get 2 characters' image tokens (60 tokens) at ip_adapter_scale 0.8, lora_scale
 0.8; the fused variant also runs the image attention, so it measures what a render costs. Rounds
 interleave the variants (plain, unfused, fused) so that load drift on a shared machine hits them
-alike; each figure is the median over rounds after warm-up rounds. Times are wall-clock seconds.
+alike; each figure is the median (and the minimum) over rounds after warm-up rounds. Times are wall-clock seconds.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def run_variant(unet, adapter, inputs, variant: str) -> float:
     return time_step(unet, inputs, storymaker=True)
 
 
-def bench(label: str, unet, adapter, latent: int, warmup: int, runs: int) -> dict[str, float]:
+def bench(label: str, unet, adapter, latent: int, warmup: int, runs: int) -> dict[str, list[float]]:
     inputs = step_inputs(unet, latent)
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for round_index in range(warmup + runs):
@@ -130,15 +130,19 @@ def bench(label: str, unet, adapter, latent: int, warmup: int, runs: int) -> dic
                 times[variant].append(seconds)
         print(f"  [{label}] round {round_index + 1}/{warmup + runs}{' (warm-up)' if warm else ''}: "
               + ", ".join(f"{v} {s:.3f}s" for v, s in measured.items()), flush=True)
-    return {v: statistics.median(t) for v, t in times.items()}
+    return times
 
 
-def report(label: str, medians: dict[str, float], runs: int) -> None:
-    base = medians["plain SDXL"]
-    print(f"\n{label}: median of {runs} runs, one UNet step, CFG batch 2")
-    print(f"  {'variant':<22}{'seconds':>10}{'vs plain':>10}")
+def report(label: str, times: dict[str, list[float]], runs: int) -> None:
+    """Median and minimum per variant, and their ratios to plain SDXL. On a machine shared with
+    other work the minimum is the steadier figure (other load only ever adds time)."""
+    med = {v: statistics.median(t) for v, t in times.items()}
+    low = {v: min(t) for v, t in times.items()}
+    print(f"\n{label}: {runs} timed runs, one UNet step, CFG batch 2")
+    print(f"  {'variant':<22}{'median s':>10}{'vs plain':>10}{'min s':>10}{'vs plain':>10}")
     for variant in VARIANTS:
-        print(f"  {variant:<22}{medians[variant]:>10.4f}{medians[variant] / base:>9.3f}x")
+        print(f"  {variant:<22}{med[variant]:>10.4f}{med[variant] / med['plain SDXL']:>9.3f}x"
+              f"{low[variant]:>10.4f}{low[variant] / low['plain SDXL']:>9.3f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
