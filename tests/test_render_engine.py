@@ -118,12 +118,13 @@ def test_seeds_story_seed_explicit_seed(services, project):
 
 def test_prompt_and_negative_reach_the_model_as_the_spec_says(services, project):
     engine = services.engine(project)
-    s = story(panel("[Ava] and [Ben] at sea", "Ava", "Ben", negative="fog"), negative="lowres")
+    s = story(panel("[Ava] and [Ben] at sea", "Ava", "Ben", negative="fog, Lowres"), negative="lowres, ugly")
     job = engine.job(s, 0)
     assert job.prompt == "a person and a tall man in a blue coat at sea, ink drawing"
-    assert job.negative_prompt == "lowres, fog"
+    default = services.settings.negative_prompt  # "bad quality, NSFW, low quality, ugly, ..."
+    assert job.negative_prompt == default + ", lowres, fog"
     no_negative = story(panel("[Ava] alone", "Ava"))
-    assert engine.job(no_negative, 0).negative_prompt == services.settings.negative_prompt
+    assert engine.job(no_negative, 0).negative_prompt == default
 
 
 def test_versions_render_reroll_select(services, project):

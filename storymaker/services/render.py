@@ -558,9 +558,10 @@ class RenderEngine:
             panel_seed, source = derive_seed(base, index), "derived"
         slots = tuple(self._slot(panel, name) for name in panel.characters)
         pose = self._pose(panel, index)
+        nouns = {name: slot.noun for name, slot in zip(panel.characters, slots)}
         return PanelJob(
             index=index,
-            prompt=self._model_prompt(story, panel),
+            prompt=self._model_prompt(story, panel, nouns),
             negative_prompt=self._negative(story, panel),
             width=int(width),
             height=int(height),
@@ -605,22 +606,28 @@ class RenderEngine:
         check_pose_for_panel(pose, len(panel.characters), panel.characters)
         return pose
 
-    def _model_prompt(self, story: Story, panel: Panel) -> str:
+    @staticmethod
+    def _model_prompt(story: Story, panel: Panel, nouns: dict[str, str]) -> str:
+        """[Name] -> the character's noun, style appended (``domain.script.prompt_for_model``)."""
         from ..domain import script
 
-        return script.prompt_for_model(panel, story, self._nouns(panel))
+        return script.prompt_for_model(panel, story, nouns)
 
     def _negative(self, story: Story, panel: Panel) -> str:
+        """The settings' default negative prompt joined with the story's and the panel's
+        (``domain.script.negative_for_model``); repeated terms are kept once."""
         from ..domain import script
 
-        return script.negative_for_model(panel, story, self.settings.negative_prompt)
-
-    def _nouns(self, panel: Panel) -> dict[str, str]:
-        nouns = {}
-        for name in panel.characters:
-            record = self._character(name)
-            nouns[name] = record.prompt_noun if record is not None else "a person"
-        return nouns
+        joined = ", ".join(
+            part for part in (self.settings.negative_prompt.strip(), script.negative_for_model(panel, story, ""))
+            if part
+        )
+        terms, seen = [], set()
+        for term in (t.strip() for t in joined.split(",")):
+            if term and term.casefold() not in seen:
+                seen.add(term.casefold())
+                terms.append(term)
+        return ", ".join(terms)
 
     # -- rendering -----------------------------------------------------------------------------
 
