@@ -195,7 +195,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if result.ok:
             print(f"panel {result.index + 1}: ok (seed {result.seed}, version {result.version})", file=sys.stderr)
         else:
-            print(f"panel {result.index + 1}: {result.status}: {result.error}", file=sys.stderr)
+            print(f"panel {result.index + 1}: {result.status}", file=sys.stderr)  # reasons: in the error
 
     written = write_comic(services, project, story, out, args.layout, overwrite=args.overwrite, poses=poses)
     for path in written:

@@ -167,14 +167,18 @@ class RenderReport:
         return tuple(r for r in self.results if r.status == STATUS_ERROR)
 
     def summary(self) -> str:
-        """One paragraph for a user: what rendered, what failed and why."""
+        """One paragraph for a user: what rendered, what failed and why (each reason once)."""
         done = len(self.finished)
         parts = [f"{done} of {len(self.results)} panel{'s' if len(self.results) != 1 else ''} rendered"]
         if self.cancelled:
             parts.append("cancelled (finished panels are kept)")
         text = ", ".join(parts) + "."
+        reasons: dict[str, list[int]] = {}
         for r in self.failed:
-            text += f" Panel {r.index + 1}: {r.error}"
+            reasons.setdefault(r.error or "unknown error", []).append(r.index + 1)
+        for reason, numbers in reasons.items():
+            label = "Panel" if len(numbers) == 1 else "Panels"
+            text += f" {label} {', '.join(map(str, numbers))}: {reason}"
         return text
 
 
@@ -190,6 +194,9 @@ class RenderBackend(Protocol):
 
     def model_ids(self) -> dict[str, str]:
         """Model identifiers recorded with every version."""
+
+    def prepare(self) -> None:
+        """Load what every panel needs (once); a StoryMakerError here fails the whole run."""
 
     def render(
         self,
@@ -377,6 +384,19 @@ class DiffusionBackend:
     def model_ids(self) -> dict[str, str]:
         return dict(self._model_ids)
 
+    def prepare(self) -> None:
+        """Load the pipeline now (once per process and configuration)."""
+        import torch
+
+        try:
+            self.entry()
+        except torch.OutOfMemoryError:
+            _free_cuda_memory()
+            raise GPUOutOfMemoryError(
+                "The GPU ran out of memory loading the model. Set STORYMAKER_CPU_OFFLOAD=1 (keeps idle "
+                "parts in CPU memory), use STORYMAKER_DTYPE=float16, or free the GPU from other programs."
+            ) from None
+
     def render(
         self,
         job: PanelJob,
@@ -464,6 +484,9 @@ class DraftBackend:
 
     def model_ids(self) -> dict[str, str]:
         return {"renderer": "storymaker-draft-sketch"}
+
+    def prepare(self) -> None:
+        return None
 
     def render(
         self,
@@ -703,6 +726,14 @@ class RenderEngine:
         results: list[PanelResult] = []
         cancelled = False
         with self._lock:
+            try:
+                prepare = getattr(self.backend, "prepare", None)
+                if prepare is not None and items:
+                    prepare()
+            except StoryMakerError as err:
+                logger.warning("backend %s unavailable: %s", self.backend.name, err)
+                failed = tuple(PanelResult(index, STATUS_ERROR, error=str(err)) for index, _, _ in items)
+                return RenderReport(failed, backend=self.backend.name)
             for position, (index, seed, source) in enumerate(items):
                 if cancelled or (cancel is not None and cancel.is_set()):
                     cancelled = True
