@@ -130,6 +130,10 @@ def build_app(services: Any, *, settings: Settings | None = None,
         comic_block.select(comic["preview"][0], comic["preview"][1], comic["preview"][2], show_progress="hidden",
                            api_visibility="private")
 
+        # Registered names and poses decide what the script may say: check it again after changes.
+        for event in (*characters["events"], *poses["events"]):
+            event.then(*story["revalidate"], show_progress="hidden", api_visibility="private")
+
         tabs = (characters, poses, story, render, comic)
         refreshers = [t["refresh"] for t in tabs if "refresh" in t]
         refresh_outputs = [c for _, outputs in refreshers for c in outputs]

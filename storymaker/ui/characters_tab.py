@@ -158,8 +158,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         _, message = save_character(ctx, sid, p, n, d, m)
         return (message, *refresh(sid))
 
-    save_btn.click(user_errors(on_save), [session, photo, name, description, mask],
-                   [status, *refresh_outputs], api_name="save_character")
+    events = [save_btn.click(user_errors(on_save), [session, photo, name, description, mask],
+                             [status, *refresh_outputs], api_name="save_character")]
 
     def on_manage(fn):
         def handler(sid, *args):
@@ -167,13 +167,14 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             return (message, *refresh(sid))
         return user_errors(handler)
 
-    rename_btn.click(on_manage(rename_character), [session, chosen, new_name], [manage_status, *refresh_outputs],
-                     api_name="rename_character")
-    desc_btn.click(on_manage(redescribe_character), [session, chosen, new_desc], [manage_status, *refresh_outputs],
-                   api_name="redescribe_character")
-    delete_btn.click(on_manage(delete_character), [session, chosen], [manage_status, *refresh_outputs],
-                     api_name="delete_character")
-    outfit_btn.click(on_manage(add_outfit), [session, chosen, outfit_name, outfit_image],
-                     [manage_status, *refresh_outputs], api_name="add_outfit")
+    events += [rename_btn.click(on_manage(rename_character), [session, chosen, new_name], [manage_status, *refresh_outputs],
+                     api_name="rename_character")]
+    events += [desc_btn.click(on_manage(redescribe_character), [session, chosen, new_desc], [manage_status, *refresh_outputs],
+                   api_name="redescribe_character")]
+    events += [delete_btn.click(on_manage(delete_character), [session, chosen], [manage_status, *refresh_outputs],
+                     api_name="delete_character")]
+    events += [outfit_btn.click(on_manage(add_outfit), [session, chosen, outfit_name, outfit_image],
+                     [manage_status, *refresh_outputs], api_name="add_outfit")]
 
-    return {"refresh": (user_errors(refresh), refresh_outputs), "gallery": gallery, "chosen": chosen}
+    return {"refresh": (user_errors(refresh), refresh_outputs), "gallery": gallery, "chosen": chosen,
+            "events": events}

@@ -103,6 +103,6 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         items, names = refresh(sid)
         return message, items, gr.update(choices=pose_names(ctx, sid), value=name)
 
-    extract_btn.click(user_errors(on_extract), [session, photo, new_name], [extract_status, gallery, chosen],
+    extracted = extract_btn.click(user_errors(on_extract), [session, photo, new_name], [extract_status, gallery, chosen],
                       api_name="extract_pose")
-    return {"refresh": (user_errors(refresh), [gallery, chosen])}
+    return {"refresh": (user_errors(refresh), [gallery, chosen]), "events": [extracted]}

@@ -124,4 +124,5 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     def reload(sid):
         return load_script(ctx, sid)
 
-    return {"editor": editor, "refresh": (user_errors(reload), [editor])}
+    return {"editor": editor, "refresh": (user_errors(reload), [editor]),
+            "revalidate": (user_errors(on_change), [session, editor], [issues, panels])}
