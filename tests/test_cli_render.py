@@ -124,3 +124,15 @@ def test_missing_story_and_unknown_character(tmp_path, capsys):
                  "--out", str(tmp_path / "c.pdf"), "--backend", "draft"]) == 2
     err = capsys.readouterr().err
     assert "Zed" in err and "Traceback" not in err
+
+
+def test_storymaker_without_weights_exits_2_once_and_writes_nothing(tmp_path, capsys):
+    story = tmp_path / "s.txt"
+    story.write_text("a rocket at dawn\n\na quiet sea\n", encoding="utf-8")
+    out = tmp_path / "c.pdf"
+    assert main(["render", str(story), "--project", str(tmp_path / "p"), "--out", str(out),
+                 "--backend", "storymaker"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("stabilityai/stable-diffusion-xl-base-1.0") == 1
+    assert "STORYMAKER_BASE_MODEL" in err and "No comic was written" in err and "Traceback" not in err
+    assert not out.exists()

@@ -197,7 +197,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(f"panel {result.index + 1}: {result.status}", file=sys.stderr)  # reasons: in the error
 
-    written = write_comic(services, project, story, out, args.layout, overwrite=args.overwrite, poses=poses)
+    written: list[Path] = []
+    if report.finished:  # nothing rendered in this run: do not export older versions as if it had
+        written = write_comic(services, project, story, out, args.layout, overwrite=args.overwrite, poses=poses)
     for path in written:
         print(f"wrote {path}")
     if report.failed or report.cancelled:
