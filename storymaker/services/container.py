@@ -2,15 +2,17 @@
 
 ``build_services(settings)`` picks the render backend ("auto": StoryMaker when CUDA and the weights
 are there, else draft with a reason the UI shows), the perception components (real insightface /
-rembg / CLIP, or the labelled tiny stand-ins for the ``tiny`` backend), and hands out per-project
-objects: the character registry, the pose library and the render engine. Tests inject fakes or tiny
-real components through the keyword arguments.
+rembg / CLIP; the labelled tiny stand-ins for the ``tiny`` backend, and for ``draft`` when the
+registration weights are missing), and hands out per-project objects: the character registry, the
+pose library and the render engine. Tests inject fakes or tiny real components through the keyword
+arguments.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -241,7 +243,8 @@ class Services:
     backend: RenderBackend
     choice: BackendChoice
     perception: Perception
-    _registries: dict = field(default_factory=dict, repr=False)
+    max_registries: int = 64  # projects whose registry (and conditioning cache) stays in memory
+    _registries: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -284,7 +287,9 @@ class Services:
         key = Path(project.path).resolve()
         with self._lock:
             registry = self._registries.get(key)
-            if registry is None:
+            if registry is not None:
+                self._registries.move_to_end(key)
+            else:
                 p = self.perception
                 registry = CharacterRegistry(
                     project.characters_dir,
@@ -293,6 +298,8 @@ class Services:
                     image_encoder=_Lazy(p.image_encoder),
                 )
                 self._registries[key] = registry
+                while len(self._registries) > self.max_registries:
+                    self._registries.popitem(last=False)
             return registry
 
     def pose_library(self, project=None):
