@@ -218,3 +218,29 @@ def test_pose_with_the_wrong_number_of_people_fails_that_panel(services, project
     report = engine.render_story(story(panel("[Ava] alone", "Ava", pose="two-hug")), keep=False)
     assert report.results[0].status == "error"
     assert "two-hug" in report.results[0].error
+
+
+def test_two_sessions_render_at_once_on_the_shared_pipeline(services, project, cache):
+    s = story(panel("[Ava] on a hill", "Ava"), panel("a quiet harbour"))
+    results: dict[int, object] = {}
+
+    def run(slot: int, cancel_after_first_step: bool):
+        cancel = threading.Event()
+
+        def progress(position, count, step, steps):
+            if cancel_after_first_step and step == 1:
+                cancel.set()
+
+        results[slot] = services.engine(project).render_story(s, keep=False, cancel=cancel, progress=progress)
+
+    # Session 1 cancels during its first panel; sessions 0 and 2 must not notice (per-call state only).
+    threads = [threading.Thread(target=run, args=(slot, slot == 1)) for slot in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[0].ok and results[2].ok, (results[0].summary(), results[2].summary())
+    assert results[1].cancelled and [r.status for r in results[1].results] == ["cancelled", "cancelled"]
+    for a, b in zip(results[0].results, results[2].results):
+        assert (pixels(a.image) == pixels(b.image)).all()
+    assert cache.loads[services.backend.key] == 1
