@@ -185,17 +185,17 @@ def test_out_of_memory_fails_one_panel_and_the_engine_recovers(services, project
 
     engine = services.engine(project)
     pipe = services.backend.entry().pipeline
-    real_call = type(pipe).__call__
+    real_render = type(pipe).render  # the denoising call inside the pipeline's __call__
     calls = {"n": 0}
 
     def flaky(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return real_call(self, *args, **kwargs)
+        return real_render(self, *args, **kwargs)
 
     freed = []
-    monkeypatch.setattr(type(pipe), "__call__", flaky)
+    monkeypatch.setattr(type(pipe), "render", flaky)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: freed.append(True))
 
@@ -205,10 +205,10 @@ def test_out_of_memory_fails_one_panel_and_the_engine_recovers(services, project
     message = report.results[0].error
     assert "ran out of memory" in message and "STORYMAKER_CPU_OFFLOAD=1" in message
     assert "smaller size" in message and "fewer characters" in message
-    assert freed == [True]
+    assert freed  # torch.cuda.empty_cache ran
     assert "Panel 1" in report.summary()
     assert project.versions(0) == [] and len(project.versions(1)) == 1
-    # The next render works (the real __call__ runs again).
+    # The next render works (the real denoising runs again).
     assert engine.render_panel(s, 0).ok
     assert issubclass(GPUOutOfMemoryError, RenderError)
 

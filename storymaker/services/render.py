@@ -441,7 +441,9 @@ class DiffusionBackend:
                     generator=generator,
                     callback_on_step_end=step_end,
                 )
-        except torch.OutOfMemoryError as err:
+        except (torch.OutOfMemoryError, GPUOutOfMemoryError) as err:
+            # The pipeline turns an OOM into GPUOutOfMemoryError itself; either way the panel's own
+            # advice (its size, its characters) replaces the message and the CUDA cache is freed.
             logger.warning("out of memory on panel %d: %s", job.index + 1, err)
             _free_cuda_memory()
             raise GPUOutOfMemoryError(oom_message(job)) from None
