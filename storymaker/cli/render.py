@@ -44,7 +44,7 @@ def register(subparsers) -> None:
                         help="render every panel at this size (replaces the script's sizes)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps for every panel")
     parser.add_argument("--characters", nargs="+", default=(), metavar="NAME=PHOTO",
-                        help="register these characters in the project first (skipped if already there)")
+                        help="register these characters in the project first (kept if already there; --overwrite re-registers them)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(func=run)
 
