@@ -9,7 +9,8 @@ StoryMaker with its LoRA unfused, and StoryMaker with its LoRA fused, side by si
     reused for all variants (~10 GB of RAM in float32; ~12.5 GB with the adapter's processors).
 (b) "tiny": the tiny test components.
 StoryMaker variants get 2 characters' image tokens (60 tokens) at ip_adapter_scale 0.8, lora_scale
-0.8; the fused variant also runs the image attention, so it measures what a render costs. Rounds
+0.8; the fused variant also runs the image attention (what a render costs); "fused, no image
+tokens" leaves the image attention out, isolating what the fused LoRA itself costs. Rounds
 interleave the variants (plain, unfused, fused) so that load drift on a shared machine hits them
 alike; each figure is the median (and the minimum) over rounds after warm-up rounds. Times are wall-clock seconds.
 """
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from storymaker.models.adapter import SDXL_UNET_CONFIG, StoryMakerAdapter  # noqa: E402
 from storymaker.models.attention import IMAGE_TOKENS_KWARG, IP_SCALE_KWARG, LORA_SCALE_KWARG  # noqa: E402
 
-VARIANTS = ("plain SDXL", "StoryMaker unfused", "StoryMaker fused")
+VARIANTS = ("plain SDXL", "StoryMaker unfused", "StoryMaker fused", "fused, no image tokens")
 
 
 def _fill_random(module: torch.nn.Module, generator: torch.Generator) -> None:
@@ -87,10 +88,11 @@ def step_inputs(unet, latent: int, characters: int = 2, text_tokens: int = 77):
 
 
 @torch.no_grad()
-def time_step(unet, inputs, storymaker: bool) -> float:
+def time_step(unet, inputs, storymaker: bool, image_tokens: bool = True) -> float:
     kwargs = None
     if storymaker:
-        kwargs = {IMAGE_TOKENS_KWARG: inputs["image_tokens"], IP_SCALE_KWARG: 0.8, LORA_SCALE_KWARG: 0.8}
+        tokens = inputs["image_tokens"] if image_tokens else None
+        kwargs = {IMAGE_TOKENS_KWARG: tokens, IP_SCALE_KWARG: 0.8, LORA_SCALE_KWARG: 0.8}
     start = time.perf_counter()
     unet(
         inputs["sample"],
@@ -110,10 +112,10 @@ def run_variant(unet, adapter, inputs, variant: str) -> float:
         unet.set_attn_processor(AttnProcessor2_0())
         return time_step(unet, inputs, storymaker=False)
     adapter.install(unet)
-    if variant == "StoryMaker fused":
+    if variant in ("StoryMaker fused", "fused, no image tokens"):
         adapter.fuse_lora(unet, 0.8)
         try:
-            return time_step(unet, inputs, storymaker=True)
+            return time_step(unet, inputs, storymaker=True, image_tokens=variant == "StoryMaker fused")
         finally:
             adapter.unfuse_lora(unet)
     return time_step(unet, inputs, storymaker=True)
