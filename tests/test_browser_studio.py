@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from ui_helpers import PHOTO, THREE_PANELS, launch, make_studio
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TIMEOUT_MS = 60_000
+TIMEOUT_MS = 120_000  # generous: the CI machine may be shared and slow
 
 pytestmark = pytest.mark.browser
 
@@ -69,7 +70,13 @@ def _shot(page, folder: Path, name: str) -> None:
 
 
 def _wait_text(page, selector: str, text: str) -> None:
-    page.locator(selector).filter(has_text=text).first.wait_for(timeout=TIMEOUT_MS)
+    try:
+        page.locator(selector).filter(has_text=text).first.wait_for(timeout=TIMEOUT_MS)
+    except Exception:
+        # Leave a picture of what the page showed instead, for the failure report.
+        folder = Path(os.environ.get("STORYMAKER_UI_SHOTS") or tempfile.gettempdir())
+        page.screenshot(path=str(folder / "failure.png"), full_page=True)
+        raise
 
 
 def test_register_write_render_and_download_pdf(app_url, browser, tmp_path):
