@@ -31,11 +31,17 @@ def add_eileen(ctx, sid, name="Eileen"):
 
 
 def test_preview_shows_face_box_mask_and_both_crops(ctx, sid):
-    face_box, mask, body, face, info = characters_tab.analyze_photo(ctx, sid, str(PHOTO), None)
+    face_box, mask, body, face, info, checked = characters_tab.analyze_photo(ctx, sid, str(PHOTO), None)
     assert face_box.size == mask.size  # drawn over the photo
     assert body.size == (224, 224) and face.size == (224, 224)
     assert "Faces found" in info
     assert characters_tab.gallery_items(ctx, sid) == []  # nothing saved by a preview
+    registry = ctx.registry(sid)
+    passes = registry.encoder_passes
+    character, _ = characters_tab.save_character(ctx, sid, str(PHOTO), "Eileen", "", None, checked)
+    assert registry.encoder_passes == passes  # the checked photo is saved without encoding it again
+    assert character.name == "Eileen"
+    assert not checked.matches(str(PHOTO), "other-mask.png")  # a different mask is analysed again
 
 
 def test_add_rename_redescribe_delete_character(ctx, sid):
@@ -236,7 +242,7 @@ def test_example_works_in_draft_mode_without_face_weights(tmp_path):
     services = build_services(settings, backend="draft")  # buffalo_l, rembg, CLIP: all absent
     ctx = StudioContext(services, settings, SessionManager(settings.sessions_dir))
     sid = ctx.sessions.new_session()
-    *_, info = characters_tab.analyze_photo(ctx, sid, str(PHOTO), None)
+    *_, info, _ = characters_tab.analyze_photo(ctx, sid, str(PHOTO), None)
     assert "not a real face model" in info  # the stand-ins say what they are
     message = project_tab.make_example(ctx, sid)
     assert "ready" in message and "4 of 4 panels rendered" in message

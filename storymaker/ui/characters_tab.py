@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,22 @@ def character_choices(ctx: StudioContext, sid: str) -> list[tuple[str, str]]:
     return [(c.name, c.id) for c in ctx.registry(sid).list()]
 
 
+@dataclass(frozen=True)
+class CheckedPhoto:
+    """A photo (and optional mask) already analysed by "Check the photo": saving it right after
+    reuses the analysis instead of running the models again."""
+
+    photo: str
+    mask: str | None
+    preview: Any = field(repr=False, compare=False)
+
+    def matches(self, photo, mask) -> bool:
+        return self.photo == str(photo) and self.mask == (str(mask) if mask else None)
+
+
 def analyze_photo(ctx: StudioContext, sid: str, photo, mask):
-    """Preview: the photo with the chosen face boxed, the mask, the body crop and the face crop."""
+    """Preview: the photo with the chosen face boxed, the mask, the body crop and the face crop;
+    the last value is the :class:`CheckedPhoto` to hand to :func:`save_character`."""
     from ..errors import ImageError
 
     if photo is None:
@@ -48,15 +63,22 @@ def analyze_photo(ctx: StudioContext, sid: str, photo, mask):
                      + f". Without a description the script writes [Name] as \"{preview.prompt_noun}\".")
     lines.append(f"Mask from: {preview.mask_source}. Models: {preview.face_model}, {preview.image_encoder}.")
     lines += [f"Note: {note}" for note in preview.notes]
-    return preview.annotated, preview.mask, preview.body_crop, preview.face_crop, "\n\n".join(lines)
+    checked = CheckedPhoto(str(photo), str(mask) if mask else None, preview)
+    return preview.annotated, preview.mask, preview.body_crop, preview.face_crop, "\n\n".join(lines), checked
 
 
-def save_character(ctx: StudioContext, sid: str, photo, name: str, description: str, mask):
+def save_character(ctx: StudioContext, sid: str, photo, name: str, description: str, mask,
+                   checked: CheckedPhoto | None = None):
+    """Register the character (reusing ``checked`` when it is the same photo and mask)."""
     from ..errors import ImageError
 
     if photo is None:
         raise ImageError("Upload a photo of the character first (one clearly visible face).")
-    character = ctx.registry(sid).add(name, photo, description=description or "", mask=mask)
+    registry = ctx.registry(sid)
+    if checked is not None and checked.matches(photo, mask):
+        character = registry.add(checked.preview, name=name, description=description or "")
+    else:
+        character = registry.add(name, photo, description=description or "", mask=mask)
     return character, ok(f"Saved **{character.name}**. Use `[{character.name}]` in the story script.")
 
 
@@ -150,16 +172,17 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     refresh_outputs = [gallery, chosen]
 
+    checked = gr.State(None)  # server-side, per browser session
     analyze_btn.click(user_errors(lambda sid, p, m: analyze_photo(ctx, sid, p, m)),
-                      [session, photo, mask], [face_box, mask_view, body_crop, face_crop, face_info],
+                      [session, photo, mask], [face_box, mask_view, body_crop, face_crop, face_info, checked],
                       api_name="analyze_character")
 
-    def on_save(sid, p, n, d, m):
-        _, message = save_character(ctx, sid, p, n, d, m)
-        return (message, *refresh(sid))
+    def on_save(sid, p, n, d, m, c):
+        _, message = save_character(ctx, sid, p, n, d, m, c)
+        return (message, None, *refresh(sid))
 
-    events = [save_btn.click(user_errors(on_save), [session, photo, name, description, mask],
-                             [status, *refresh_outputs], api_name="save_character")]
+    events = [save_btn.click(user_errors(on_save), [session, photo, name, description, mask, checked],
+                             [status, checked, *refresh_outputs], api_name="save_character")]
 
     def on_manage(fn):
         def handler(sid, *args):
