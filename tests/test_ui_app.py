@@ -54,14 +54,20 @@ def test_draft_banner_says_what_rendering_needs():
     assert banner_text(SimpleNamespace(backend_name="tiny", backend_reason="x"))[1] == "tiny"
 
 
-def test_two_api_sessions_do_not_see_each_other(studio):
+def test_two_api_sessions_do_not_see_each_other(studio, tmp_path):
     from gradio_client import Client, handle_file
+    from PIL import Image
 
+    # Gradio caches uploads by content, and a closing app deletes the files it cached (delete_cache):
+    # upload a copy with its own bytes so that no other test's app shares the cached file.
+    photo = tmp_path / "alice.png"
+    with Image.open(PHOTO) as im:
+        im.convert("RGB").save(photo, pnginfo=None, compress_level=1)
     url = launch(studio)
     alice, bob = Client(url, verbose=False), Client(url, verbose=False)
     alice.predict(api_name="/start_session")
     bob.predict(api_name="/start_session")
-    alice.predict(handle_file(str(PHOTO)), "Alice", "a woman in a flight suit", None, api_name="/save_character")
+    alice.predict(handle_file(str(photo)), "Alice", "a woman in a flight suit", None, api_name="/save_character")
     summary_a = alice.predict(api_name="/start_session")[0]
     summary_b = bob.predict(api_name="/start_session")[0]
     assert "Alice" in summary_a
