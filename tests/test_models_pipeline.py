@@ -430,3 +430,21 @@ def test_tiny_builds_are_fast():
     tokenizer = components["tokenizer"]
     ids = tokenizer("a knight", padding="max_length", max_length=tokenizer.model_max_length).input_ids
     assert len(ids) == 77 and ids[0] == tokenizer.bos_token_id
+
+
+def test_fp16_vae_is_upcast_around_decode_and_restored():
+    pipe = _quiet(tiny_pipeline(seed=4))
+    latents = torch.randn(1, 4, SIZE // 2, SIZE // 2, generator=torch.Generator().manual_seed(0))
+    reference = pipe.decode_latents(latents)
+    pipe.vae.to(torch.float16)
+    assert pipe.vae.config.force_upcast
+    seen = []
+    handle = pipe.vae.decoder.register_forward_pre_hook(lambda module, args: seen.append(module.conv_in.weight.dtype))
+    try:
+        decoded = pipe.decode_latents(latents.half())
+    finally:
+        handle.remove()
+    assert seen == [torch.float32]  # decoded in float32...
+    assert pipe.vae.dtype == torch.float16  # ...and the shared VAE is back in float16
+    assert decoded.dtype == torch.float32
+    torch.testing.assert_close(decoded, reference, atol=2e-2, rtol=0)  # only the fp16 round trip of weights differs
