@@ -448,3 +448,13 @@ def test_fp16_vae_is_upcast_around_decode_and_restored():
     assert pipe.vae.dtype == torch.float16  # ...and the shared VAE is back in float16
     assert decoded.dtype == torch.float32
     torch.testing.assert_close(decoded, reference, atol=2e-2, rtol=0)  # only the fp16 round trip of weights differs
+
+
+def test_runtime_options_on_cpu():
+    pipe = _quiet(tiny_pipeline(seed=5))
+    pipe.apply_runtime_options(device="cpu", cpu_offload=True, vae_slicing=True, vae_tiling=True, fuse_lora=True,
+                               lora_scale=0.6)
+    assert pipe.vae.use_slicing and pipe.vae.use_tiling
+    assert pipe.adapter.fused_scale == 0.6 and pipe.storymaker_lora_fusion
+    assert pipe.device.type == "cpu"  # CPU offload needs an accelerator: on the CPU it just stays there
+    assert render(pipe, tiny_conditioning(1), lora_scale=0.6).shape == (1, SIZE, SIZE, 3)

@@ -464,7 +464,8 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         else:
             batch_size = prompt_embeds.shape[0]
         device = self._execution_device
-        do_cfg = self.do_classifier_free_guidance
+        # Computed from the argument, not from state on the (shared) pipeline.
+        do_cfg = guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None
 
         # LoRA fusion is the one shared state a call may change (when fusion is enabled).
         if self._storymaker_fusion:
