@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..config import Settings
@@ -118,6 +117,3 @@ class StudioContext:
             registry=self.services.character_registry(project),
             poses=self.services.pose_library(project),
         )
-
-    def data_dir(self) -> Path:
-        return Path(self.settings.data_dir)

@@ -24,11 +24,3 @@ def gpu(duration: int = 120) -> Callable[[F], F]:
         return lambda fn: fn
     return spaces.GPU(duration=duration)
 
-
-def on_zero_gpu() -> bool:
-    """True when running on a ZeroGPU Space (as the ``spaces`` package sees it)."""
-    try:
-        from spaces.config import Config
-    except ImportError:
-        return False
-    return bool(getattr(Config, "zero_gpu", False))

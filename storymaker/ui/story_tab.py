@@ -85,12 +85,6 @@ def panel_rows(story) -> list[list[Any]]:
     ]
 
 
-def save_script(ctx: StudioContext, sid: str, text: str) -> str:
-    """Store the script in the project (also when it has problems: work is never lost)."""
-    ctx.project(sid).write_script(text or "")
-    return ok("Script saved.")
-
-
 def load_script(ctx: StudioContext, sid: str) -> str:
     return ctx.project(sid).read_script()
 
