@@ -309,3 +309,35 @@ def test_image_tokens_for_characters(unet_and_adapter):
         assert empty.shape == (1, 20, 64)
     with pytest.raises(ConditioningError):
         adapter.image_tokens_for([Character(0)] * 4)
+
+
+def test_image_key_value_cache_is_exact_and_projects_once_per_call(unet_and_adapter):
+    """The image tokens are fixed within a call: with a per-call cache every cross-attention layer
+    runs to_k_ip/to_v_ip once, and later steps give exactly what an uncached step gives."""
+    from storymaker.models.attention import IP_CACHE_KWARG
+
+    unet, adapter = unet_and_adapter
+    inputs = unet_inputs(batch=2)
+    tokens = adapter.image_tokens(*character_inputs(2, 2))
+    calls = []
+    hooks = [p.to_k_ip.register_forward_hook(lambda *_: calls.append(1))
+             for p in adapter.ip_adapter if isinstance(p, StoryMakerIPAttnProcessor)]
+    adapter.install(unet)
+    try:
+        plain = adapter.cross_attention_kwargs(tokens, 0.8, 0.8)
+        reference = run_unet(unet, inputs, plain)
+        uncached_calls = len(calls)
+        assert uncached_calls == len(hooks)
+
+        cached = {**plain, IP_CACHE_KWARG: {}}
+        for _ in range(3):  # three "steps" of one call
+            torch.testing.assert_close(run_unet(unet, inputs, cached), reference, rtol=0, atol=0)
+        assert len(calls) == 2 * uncached_calls  # the first cached step projected, the others reused
+
+        other = adapter.image_tokens(*character_inputs(2, 1, seed=5))  # new tokens: not served stale
+        fresh = run_unet(unet, inputs, adapter.cross_attention_kwargs(other, 0.8, 0.8))
+        torch.testing.assert_close(run_unet(unet, inputs, {**cached, "storymaker_image_tokens": other}), fresh)
+    finally:
+        adapter.uninstall(unet)
+        for hook in hooks:
+            hook.remove()

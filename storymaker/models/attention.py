@@ -9,7 +9,10 @@ Per-call values travel in ``cross_attention_kwargs`` and are never stored on the
 
 - ``storymaker_image_tokens``: (B, T_img, D) or None (None: plain text attention + LoRA);
 - ``storymaker_ip_scale``: float (default 1.0);
-- ``storymaker_lora_scale``: float (default: the fused scale when fused, else 1.0).
+- ``storymaker_lora_scale``: float (default: the fused scale when fused, else 1.0);
+- ``storymaker_ip_cache``: a dict the caller creates once per denoising call (or None). The image
+  tokens are the same at every step, so each cross-attention layer projects them through
+  ``to_k_ip``/``to_v_ip`` once and keeps the result there for the later steps of that call.
 
 When the LoRA is fused into the attention weights (:meth:`StoryMakerAdapter.fuse_lora`), the
 processor knows the fused scale and only runs its LoRA branch for the difference
@@ -28,6 +31,7 @@ from ..errors import ConditioningError
 IMAGE_TOKENS_KWARG = "storymaker_image_tokens"
 IP_SCALE_KWARG = "storymaker_ip_scale"
 LORA_SCALE_KWARG = "storymaker_lora_scale"
+IP_CACHE_KWARG = "storymaker_ip_cache"
 
 #: Attention projections that carry LoRA, with their LoRA module names in the checkpoint.
 LORA_TARGETS = (("to_q", "to_q_lora"), ("to_k", "to_k_lora"), ("to_v", "to_v_lora"), ("to_out", "to_out_lora"))
@@ -172,8 +176,9 @@ class StoryMakerLoRAAttnProcessor(_StoryMakerProcessorBase):
         storymaker_image_tokens: torch.Tensor | None = None,
         storymaker_ip_scale: float = 1.0,
         storymaker_lora_scale: float | None = None,
+        storymaker_ip_cache: dict | None = None,
     ) -> torch.Tensor:
-        """Attention of ``attn`` with LoRA; the image tokens and ip scale are ignored here."""
+        """Attention of ``attn`` with LoRA; the image tokens, ip scale and cache are ignored here."""
         delta = self._lora_delta(storymaker_lora_scale)
         residual, hidden_states, attention_mask, shape4d, batch_size = self._prologue(
             attn, hidden_states, encoder_hidden_states, attention_mask, temb
@@ -207,6 +212,7 @@ class StoryMakerIPAttnProcessor(_StoryMakerProcessorBase):
         storymaker_image_tokens: torch.Tensor | None = None,
         storymaker_ip_scale: float = 1.0,
         storymaker_lora_scale: float | None = None,
+        storymaker_ip_cache: dict | None = None,
     ) -> torch.Tensor:
         """``text_attn + ip_scale * image_attn`` (image part skipped without tokens or at scale 0)."""
         delta = self._lora_delta(storymaker_lora_scale)
@@ -218,17 +224,32 @@ class StoryMakerIPAttnProcessor(_StoryMakerProcessorBase):
         )
         ip_scale = float(storymaker_ip_scale)
         if storymaker_image_tokens is not None and ip_scale != 0.0:
-            tokens = self._match_batch(storymaker_image_tokens, batch_size).to(
-                device=query.device, dtype=self.to_k_ip.weight.dtype
+            ip_key, ip_value = self._image_key_value(
+                attn, storymaker_image_tokens, storymaker_ip_cache, batch_size, head_dim, query
             )
-            ip_key = self._heads(attn, self.to_k_ip(tokens).to(query.dtype), batch_size, head_dim)
-            ip_value = self._heads(attn, self.to_v_ip(tokens).to(query.dtype), batch_size, head_dim)
             ip_out = F.scaled_dot_product_attention(
                 query, ip_key, ip_value, attn_mask=None, dropout_p=0.0, is_causal=False
             )
             out = out + ip_scale * ip_out
         out = out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
         return self._epilogue(attn, out, residual, shape4d, delta)
+
+    def _image_key_value(self, attn, image_tokens, cache, batch_size, head_dim, query):
+        """Keys and values of the image tokens, in heads; from ``cache`` when this call has them."""
+        key = (id(self), id(image_tokens), batch_size, query.dtype, query.device)
+        if cache is not None and key in cache:
+            return cache[key]
+        tokens = self._match_batch(image_tokens, batch_size).to(
+            device=query.device, dtype=self.to_k_ip.weight.dtype
+        )
+        ip_key = self._heads(attn, self.to_k_ip(tokens).to(query.dtype), batch_size, head_dim)
+        ip_value = self._heads(attn, self.to_v_ip(tokens).to(query.dtype), batch_size, head_dim)
+        if cache is not None:
+            # Keep the tokens alive with their projections so their id() cannot be reused by
+            # another tensor while this cache lives.
+            cache[key] = (ip_key, ip_value)
+            cache.setdefault("_tokens", []).append(image_tokens)
+        return ip_key, ip_value
 
     def _match_batch(self, tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
         if tokens.ndim != 3 or tokens.shape[-1] != self.cross_attention_dim:

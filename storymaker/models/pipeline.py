@@ -24,7 +24,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.stable_diffusion_xl.pipeline_output import StableDiffusionXLPipelineOutput
 
 from ..errors import ConditioningError, GPUOutOfMemoryError
-from .attention import IMAGE_TOKENS_KWARG, IP_SCALE_KWARG, LORA_SCALE_KWARG
+from .attention import IMAGE_TOKENS_KWARG, IP_CACHE_KWARG, IP_SCALE_KWARG, LORA_SCALE_KWARG
 from .conditioning import CharacterConditioning
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -538,6 +538,8 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         self._num_timesteps = len(timesteps)
         if hasattr(self.scheduler, "set_begin_index"):
             self.scheduler.set_begin_index(0)
+        # The image tokens are fixed for this call: each layer projects them to keys/values once.
+        ip_cache: dict = {}
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
                 latent_model_input = torch.cat([latents] * 2) if do_cfg else latents
@@ -547,6 +549,7 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
                     IMAGE_TOKENS_KWARG: image_tokens,
                     IP_SCALE_KWARG: float(ip_adapter_scale),
                     LORA_SCALE_KWARG: float(lora_scale),
+                    IP_CACHE_KWARG: ip_cache,
                 }
                 down_residuals = mid_residual = None
                 fraction = i / len(timesteps)
