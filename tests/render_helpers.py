@@ -34,18 +34,3 @@ def panel(prompt: str, *characters: str, **fields) -> Panel:
 
 def pixels(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
-
-
-def single_torch_thread():
-    """Generator for a module fixture: torch on one thread while the module runs, then restored.
-
-    Tiny models are dominated by per-op threading overhead; on a shared 2-core machine one thread
-    made a tiny 64x64 render ~10x faster (0.4 s instead of 5 s, measured under load)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from render_helpers import PHOTO, single_torch_thread
+from render_helpers import PHOTO
 from storymaker.cli import main
 
 STORY = """\
@@ -23,10 +23,6 @@ a rocket climbing into a clear sky
 
 TINY_ARGS = ["--size", "64x64", "--steps", "2"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    yield from single_torch_thread()
 
 
 @pytest.fixture

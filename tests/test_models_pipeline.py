@@ -27,14 +27,6 @@ SIZE = 64
 STEPS = 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The test machine's 2 cores are shared: one torch thread is ~10x faster than two there."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _quiet(pipe: StoryMakerPipeline) -> StoryMakerPipeline:
     pipe.set_progress_bar_config(disable=True)

@@ -17,13 +17,6 @@ from storymaker.models.pipeline import StoryMakerPipeline
 from storymaker.models.tiny import tiny_components, tiny_conditioning
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def saved_tiny(tmp_path_factory):

@@ -15,15 +15,11 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from render_helpers import PHOTO, panel, pixels, single_torch_thread, story, tiny_settings
+from render_helpers import PHOTO, panel, pixels, story, tiny_settings
 from storymaker.errors import GPUOutOfMemoryError, RenderError
 from storymaker.services.container import TINY_LABEL, build_services
 from storymaker.services.render import PipelineCache, derive_seed
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    yield from single_torch_thread()
 
 
 @pytest.fixture(scope="module")
