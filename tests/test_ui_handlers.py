@@ -245,7 +245,7 @@ def test_example_works_in_draft_mode_without_face_weights(tmp_path):
     *_, info, _ = characters_tab.analyze_photo(ctx, sid, str(PHOTO), None)
     assert "not a real face model" in info  # the stand-ins say what they are
     message = project_tab.make_example(ctx, sid)
-    assert "ready" in message and "4 of 4 panels rendered" in message
+    assert "ready" in message and "5 of 5 panels rendered" in message  # examples/lighthouse
     assert len(render_tab.panel_gallery(ctx, sid)) == len(ctx.story(sid).panels)
 
 

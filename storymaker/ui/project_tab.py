@@ -93,7 +93,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the example project
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "lighthouse"
 
 
 def gpu_wrapped(fn):
