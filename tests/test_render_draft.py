@@ -53,7 +53,7 @@ def test_draft_content():
     red = Image.new("RGB", (50, 50), (10, 200, 10))
     image = draw_draft(_job(), {"Ava": red})
     assert image.size == (320, 240) and image.mode == "RGB"
-    assert _has_colour(image, MARK, (160, 0, 320, 40))  # the DRAFT mark, top right
+    assert _has_colour(image, MARK, (160, 120, 320, 240))  # the DRAFT mark, bottom right
     assert _has_colour(image, (10, 200, 10))  # the character's thumbnail
     # Without a thumbnail the character is a drawn placeholder, and the sketch still renders.
     plain = draw_draft(_job(), {})

@@ -124,19 +124,22 @@ def draw_draft(job: "PanelJob", thumbnails: Mapping[str, Image.Image | None] | N
         draw.rectangle((tx - 2, ty - 1, tx + tw + 2, ty + unit + 3), fill=(255, 255, 255))
         draw.text((tx, ty), label, fill=INK, font=name_font)
 
-    # Top right: the DRAFT mark and the panel number (captions are lettered by the comic, top left).
-    mark_font = load_font(int(unit * 1.4))
+    # Bottom: the prompt as a slug line, with seed and size; the DRAFT mark sits on the band's top
+    # edge at the right (the comic letters captions and bubbles over the top of the panel, and a
+    # "cover" fit may crop the band's last line).
+    small = load_font(max(6, int(unit * 0.8)))
+    mark_font = load_font(unit)
     mark = f"DRAFT #{job.index + 1}"
     mark_w = draw.textlength(mark, font=mark_font)
-    draw.text((w - mark_w - unit // 2, unit // 3), mark, fill=MARK, font=mark_font)
-    small = load_font(max(6, int(unit * 0.8)))
-
-    # Bottom: the prompt as a slug line, with seed and size.
     slug = _wrap(draw, job.source_prompt or job.prompt, small, w - unit)[:4]
     meta = f"seed {job.seed} | {w}x{h}" + (f" | pose {job.pose.name}" if job.pose is not None else "")
     lines = slug + [meta]
     y = h - unit // 3 - int(unit * 1.0) * len(lines)
-    draw.rectangle((1, y - unit // 4, w - 2, h - 2), fill=(255, 255, 255))
+    band_top = y - unit // 4
+    draw.rectangle((1, band_top, w - 2, h - 2), fill=(255, 255, 255))
+    mark_box = (w - mark_w - unit, band_top - int(unit * 1.4), w - 2, band_top)
+    draw.rectangle(mark_box, fill=(255, 255, 255))
+    draw.text((mark_box[0] + unit // 2, mark_box[1] + unit // 6), mark, fill=MARK, font=mark_font)
     for i, line in enumerate(lines):
         draw.text((unit // 2, y), line, fill=FAINT if i == len(lines) - 1 else INK, font=small)
         y += int(unit * 1.0)
