@@ -85,16 +85,17 @@ def atomic_directory(path: str | os.PathLike, *, replace: bool = False) -> Itera
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
-    """Stream into ``path`` atomically: yields a binary file; renamed over ``path`` only on success."""
+def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
+    """For writers that want a file name (``safetensors.save_file``, ``Image.save``): yields a
+    temporary sibling path; it is fsynced and renamed over ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "w+b") as handle:
-            yield handle
-            handle.flush()
+        os.chmod(tmp, FILE_MODE)
+        yield Path(tmp)
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -102,3 +103,11 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
+    """Stream into ``path`` atomically: yields a binary file; renamed over ``path`` only on success."""
+    with atomic_output_path(path) as tmp, os.fdopen(os.open(tmp, os.O_RDWR | os.O_TRUNC), "w+b") as handle:
+        yield handle
+        handle.flush()

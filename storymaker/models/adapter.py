@@ -16,7 +16,6 @@ Typical use (real weights, no 3 GB fp32 detour)::
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import json
@@ -24,7 +23,6 @@ import logging
 import os
 import pickle
 import struct
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConditioningError
+from ..fsutil import atomic_output_path
 from .attention import (
     IMAGE_TOKENS_KWARG,
     IP_SCALE_KWARG,
@@ -618,16 +617,5 @@ def convert_checkpoint(src: str | os.PathLike, dst_safetensors: str | os.PathLik
     dst = Path(dst_safetensors).expanduser()
     if dst.suffix != ".safetensors":
         raise CheckpointError(f"{dst}: the converted file must end in .safetensors.")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a weights file is ordinary data
-        save_file(flat, tmp, metadata={"format": "pt", "storymaker": "adapter"})
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_output_path(dst) as tmp:
+        save_file(flat, str(tmp), metadata={"format": "pt", "storymaker": "adapter"})
