@@ -158,14 +158,6 @@ class _StoryMakerProcessorBase(nn.Module):
         )
         return out, query, head_dim
 
-
-class StoryMakerLoRAAttnProcessor(_StoryMakerProcessorBase):
-    """Self-attention (``attn1``) with StoryMaker's LoRA on q, k, v and out.
-
-    ``dims`` maps "to_q"/"to_k"/"to_v"/"to_out" to the (in, out) features of the attention's
-    projections (see :func:`attention_dims`).
-    """
-
     def __call__(
         self,
         attn,
@@ -178,7 +170,7 @@ class StoryMakerLoRAAttnProcessor(_StoryMakerProcessorBase):
         storymaker_lora_scale: float | None = None,
         storymaker_ip_cache: dict | None = None,
     ) -> torch.Tensor:
-        """Attention of ``attn`` with LoRA; the image tokens, ip scale and cache are ignored here."""
+        """Attention of ``attn`` with LoRA, plus what :meth:`_image_attention` adds."""
         delta = self._lora_delta(storymaker_lora_scale)
         residual, hidden_states, attention_mask, shape4d, batch_size = self._prologue(
             attn, hidden_states, encoder_hidden_states, attention_mask, temb
@@ -186,8 +178,22 @@ class StoryMakerLoRAAttnProcessor(_StoryMakerProcessorBase):
         out, query, head_dim = self._text_attention(
             attn, hidden_states, encoder_hidden_states, attention_mask, batch_size, delta
         )
+        out = self._image_attention(attn, out, query, head_dim, batch_size, storymaker_image_tokens,
+                                    float(storymaker_ip_scale), storymaker_ip_cache)
         out = out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
         return self._epilogue(attn, out, residual, shape4d, delta)
+
+    def _image_attention(self, attn, out, query, head_dim, batch_size, image_tokens, ip_scale, ip_cache):
+        """Self-attention has no image part."""
+        return out
+
+
+class StoryMakerLoRAAttnProcessor(_StoryMakerProcessorBase):
+    """Self-attention (``attn1``) with StoryMaker's LoRA on q, k, v and out.
+
+    ``dims`` maps "to_q"/"to_k"/"to_v"/"to_out" to the (in, out) features of the attention's
+    projections (see :func:`attention_dims`). The image tokens, ip scale and cache are ignored.
+    """
 
 
 class StoryMakerIPAttnProcessor(_StoryMakerProcessorBase):
@@ -202,37 +208,13 @@ class StoryMakerIPAttnProcessor(_StoryMakerProcessorBase):
         self.to_k_ip = nn.Linear(cross_attention_dim, dims["to_k"][1], bias=False)
         self.to_v_ip = nn.Linear(cross_attention_dim, dims["to_v"][1], bias=False)
 
-    def __call__(
-        self,
-        attn,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-        storymaker_image_tokens: torch.Tensor | None = None,
-        storymaker_ip_scale: float = 1.0,
-        storymaker_lora_scale: float | None = None,
-        storymaker_ip_cache: dict | None = None,
-    ) -> torch.Tensor:
-        """``text_attn + ip_scale * image_attn`` (image part skipped without tokens or at scale 0)."""
-        delta = self._lora_delta(storymaker_lora_scale)
-        residual, hidden_states, attention_mask, shape4d, batch_size = self._prologue(
-            attn, hidden_states, encoder_hidden_states, attention_mask, temb
-        )
-        out, query, head_dim = self._text_attention(
-            attn, hidden_states, encoder_hidden_states, attention_mask, batch_size, delta
-        )
-        ip_scale = float(storymaker_ip_scale)
-        if storymaker_image_tokens is not None and ip_scale != 0.0:
-            ip_key, ip_value = self._image_key_value(
-                attn, storymaker_image_tokens, storymaker_ip_cache, batch_size, head_dim, query
-            )
-            ip_out = F.scaled_dot_product_attention(
-                query, ip_key, ip_value, attn_mask=None, dropout_p=0.0, is_causal=False
-            )
-            out = out + ip_scale * ip_out
-        out = out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
-        return self._epilogue(attn, out, residual, shape4d, delta)
+    def _image_attention(self, attn, out, query, head_dim, batch_size, image_tokens, ip_scale, ip_cache):
+        """``text_attn + ip_scale * image_attn`` (skipped without tokens or at scale 0)."""
+        if image_tokens is None or ip_scale == 0.0:
+            return out
+        ip_key, ip_value = self._image_key_value(attn, image_tokens, ip_cache, batch_size, head_dim, query)
+        ip_out = F.scaled_dot_product_attention(query, ip_key, ip_value, attn_mask=None, dropout_p=0.0, is_causal=False)
+        return out + ip_scale * ip_out
 
     def _image_key_value(self, attn, image_tokens, cache, batch_size, head_dim, query):
         """Keys and values of the image tokens, in heads; from ``cache`` when this call has them."""
