@@ -317,21 +317,24 @@ def oom_message(job: PanelJob) -> str:
     )
 
 
+LABEL_COLOUR = (255, 230, 0)
+
+
 def stamp_label(image: Image.Image, label: str) -> Image.Image:
-    """A copy of ``image`` with a small yellow ``label`` box in its bottom-right corner (where
-    comic captions and speech bubbles rarely go)."""
+    """A copy of ``image`` with ``label`` on a yellow band across its middle, so that the mark
+    survives any crop a comic layout makes (tiny-model output is noise: nothing is hidden)."""
     from .draft import load_font
 
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
-    size = max(6, min(out.width, out.height) // 24)
+    size = max(6, out.width // (len(label) + 2))
     font = load_font(size)
     left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
     pad = max(1, size // 4)
-    box_w, box_h = right + 2 * pad, bottom + 2 * pad
-    x0, y0 = out.width - box_w, out.height - box_h
-    draw.rectangle((x0, y0, out.width - 1, out.height - 1), fill=(255, 230, 0))
-    draw.text((x0 + pad, y0 + pad), label, fill=(0, 0, 0), font=font)
+    band_h = bottom - top + 2 * pad
+    y0 = (out.height - band_h) // 2
+    draw.rectangle((0, y0, out.width - 1, y0 + band_h), fill=LABEL_COLOUR)
+    draw.text(((out.width - (right - left)) // 2 - left, y0 + pad - top), label, fill=(0, 0, 0), font=font)
     return out
 
 
