@@ -11,10 +11,11 @@ from __future__ import annotations
 import functools
 import logging
 import textwrap
-from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from ..domain.lettering import FONT_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
     from .render import PanelJob
@@ -25,7 +26,6 @@ PAPER = (246, 243, 235)
 INK = (40, 40, 40)
 FAINT = (150, 150, 150)
 MARK = (200, 30, 30)
-_FONT_DIR = Path(__file__).resolve().parents[2] / "assets" / "fonts"
 
 
 @functools.lru_cache(maxsize=32)
@@ -33,8 +33,8 @@ def load_font(size: int) -> ImageFont.ImageFont:
     """A TrueType font at ``size`` px: DejaVu Sans from ``assets/fonts`` (wide coverage), another
     TTF there, else Pillow's default."""
     size = max(6, int(size))
-    if _FONT_DIR.is_dir():
-        candidates = [_FONT_DIR / "DejaVuSans.ttf", *sorted(_FONT_DIR.glob("*.ttf"))]
+    if FONT_DIR.is_dir():
+        candidates = [FONT_DIR / "DejaVuSans.ttf", *sorted(FONT_DIR.glob("*.ttf"))]
         for path in candidates:
             if not path.is_file():
                 continue
