@@ -95,6 +95,13 @@ def _registry(project_dir: Path, settings: Settings, backend: str = "storymaker"
     return CharacterRegistry.for_project(project_dir, settings, backend=backend)
 
 
+def _existing_registry(args: argparse.Namespace, settings: Settings, backend: str = "storymaker"):
+    """The registry of the existing project ``--project`` (list/remove/rename never create one)."""
+    project_dir = Path(args.project).expanduser()
+    _open_project(project_dir)
+    return _registry(project_dir, settings, backend)
+
+
 def _open_project(path: Path):
     """The project at ``path``; an error if there is none (list/remove/rename never create one)."""
     from ..services.storage import Project
@@ -129,9 +136,7 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    project_dir = Path(args.project).expanduser()
-    _open_project(project_dir)
-    characters = _registry(project_dir, settings).list()
+    characters = _existing_registry(args, settings).list()
     if not characters:
         print("No characters yet: python -m storymaker characters add NAME PHOTO --project DIR")
         return 0
@@ -142,33 +147,25 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_remove(args: argparse.Namespace, settings: Settings) -> int:
-    project_dir = Path(args.project).expanduser()
-    _open_project(project_dir)
-    removed = _registry(project_dir, settings).remove(args.name)
+    removed = _existing_registry(args, settings).remove(args.name)
     print(f"Removed {removed.name} ({removed.id})")
     return 0
 
 
 def run_rename(args: argparse.Namespace, settings: Settings) -> int:
-    project_dir = Path(args.project).expanduser()
-    _open_project(project_dir)
-    character = _registry(project_dir, settings).rename(args.name, args.new_name)
+    character = _existing_registry(args, settings).rename(args.name, args.new_name)
     print(f"Renamed to {character.name} ({character.id}); update [..] in your story script")
     return 0
 
 
 def run_describe(args: argparse.Namespace, settings: Settings) -> int:
-    project_dir = Path(args.project).expanduser()
-    _open_project(project_dir)
-    character = _registry(project_dir, settings).redescribe(args.name, args.description)
+    character = _existing_registry(args, settings).redescribe(args.name, args.description)
     print(f"{character.name}: [{character.name}] -> {character.prompt_noun!r}")
     return 0
 
 
 def run_outfit(args: argparse.Namespace, settings: Settings) -> int:
-    project_dir = Path(args.project).expanduser()
-    _open_project(project_dir)
-    character = _registry(project_dir, settings, _backend(args, settings)).add_outfit(args.name, args.outfit, args.image)
+    character = _existing_registry(args, settings, _backend(args, settings)).add_outfit(args.name, args.outfit, args.image)
     print(f"{character.name} outfits: {', '.join(o.name for o in character.outfits)} "
           f"(use  outfit: {character.name}={args.outfit}  under a panel)")
     return 0
