@@ -70,7 +70,7 @@ def test_tiny_characters_option_and_panels_subset(tmp_path, story_file, capsys):
     assert out.is_file()
     project = Project.open(project_dir)
     assert project.versions(0) == [] and len(project.versions(1)) == 1
-    from storymaker.services.render import derive_seed
+    from storymaker.services.jobs import derive_seed
 
     assert project.selected(1).seed == derive_seed(3, 1)
 

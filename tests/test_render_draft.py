@@ -13,7 +13,7 @@ from PIL import Image
 from render_helpers import PHOTO, ROOT, panel, story, tiny_settings
 from storymaker.services.container import build_services, choose_backend
 from storymaker.services.draft import MARK, draw_draft
-from storymaker.services.render import CharacterSlot, DraftBackend, PanelJob
+from storymaker.services.jobs import CharacterSlot, PanelJob
 
 
 def _job(**changes) -> PanelJob:
@@ -35,7 +35,8 @@ def test_draft_draws_mark_thumbnail_and_slug_without_torch():
         import sys
         sys.path.insert(0, {str(ROOT)!r})
         from PIL import Image
-        from storymaker.services.render import CharacterSlot, DraftBackend, PanelJob
+        from storymaker.services.backends import DraftBackend
+        from storymaker.services.jobs import CharacterSlot, PanelJob
         job = PanelJob(index=2, prompt="p", negative_prompt="", width=320, height=240, steps=2,
                        guidance_scale=7.5, seed=1, source_prompt="[Ava] on a hill",
                        characters=(CharacterSlot("Ava"), CharacterSlot("Ben")))
@@ -106,7 +107,7 @@ def test_explicit_backends(tmp_path):
 def test_storymaker_backend_without_weights_fails_fast_with_one_message(tmp_path):
     import time
 
-    from storymaker.services.render import PipelineCache
+    from storymaker.services.pipelines import PipelineCache
 
     services = build_services(tiny_settings(tmp_path), backend="storymaker", pipeline_cache=PipelineCache())
     started = time.perf_counter()

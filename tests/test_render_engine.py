@@ -18,7 +18,8 @@ from PIL import Image
 from render_helpers import PHOTO, panel, pixels, story, tiny_settings
 from storymaker.errors import GPUOutOfMemoryError, RenderError
 from storymaker.services.container import TINY_LABEL, build_services
-from storymaker.services.render import PipelineCache, derive_seed
+from storymaker.services.jobs import derive_seed
+from storymaker.services.pipelines import PipelineCache
 
 
 

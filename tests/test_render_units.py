@@ -12,16 +12,10 @@ import pytest
 
 from render_helpers import ROOT, panel, story, tiny_settings
 from storymaker.errors import InvalidInputError
-from storymaker.services.render import (
-    SEED_LIMIT,
-    DraftBackend,
-    PanelResult,
-    PipelineCache,
-    RenderEngine,
-    RenderReport,
-    derive_seed,
-    random_seed,
-)
+from storymaker.services.backends import DraftBackend
+from storymaker.services.jobs import SEED_LIMIT, PanelResult, RenderReport, derive_seed, random_seed
+from storymaker.services.pipelines import PipelineCache
+from storymaker.services.render import RenderEngine
 
 
 def test_derived_seeds_are_sha256_of_story_seed_and_index():
@@ -29,7 +23,7 @@ def test_derived_seeds_are_sha256_of_story_seed_and_index():
         digest = hashlib.sha256(f"{base}:{index}".encode()).digest()
         assert derive_seed(base, index) == int.from_bytes(digest[:4], "big")
     # Stable across processes (no PYTHONHASHSEED dependence).
-    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from storymaker.services.render import derive_seed; print(derive_seed(7, 3))"
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from storymaker.services.jobs import derive_seed; print(derive_seed(7, 3))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={"PYTHONHASHSEED": "123"})
     assert int(out.stdout) == derive_seed(7, 3)

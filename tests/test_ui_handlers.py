@@ -196,7 +196,7 @@ class SteppingDraft:
     for the progress plumbing; the tiny pipeline's own step callbacks are tested with the engine)."""
 
     def __init__(self, settings):
-        from storymaker.services.render import DraftBackend
+        from storymaker.services.backends import DraftBackend
 
         self.inner = DraftBackend(settings)
         self.name, self.label = "draft", "DRAFT"

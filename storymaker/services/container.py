@@ -19,7 +19,9 @@ from typing import Any, Callable
 
 from ..config import Settings
 from ..errors import ConfigError
-from .render import PIPELINES, DiffusionBackend, DraftBackend, PipelineCache, RenderBackend, RenderEngine
+from .backends import DiffusionBackend, DraftBackend, RenderBackend
+from .pipelines import PIPELINES, PipelineCache
+from .render import RenderEngine
 
 logger = logging.getLogger(__name__)
 

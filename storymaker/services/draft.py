@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from ..domain.lettering import FONT_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .render import PanelJob
+    from .jobs import PanelJob
 
 logger = logging.getLogger(__name__)
 
