@@ -27,7 +27,8 @@ def test_create_lays_out_the_folder(project):
     data = json.loads(project.manifest_path.read_text(encoding="utf-8"))
     assert data["format_version"] == FORMAT_VERSION
     assert data["title"] == "The Lighthouse" == project.title
-    assert data["comic"] == {} and data["selected"] == {} and data["created"].endswith("Z")
+    assert data["comic"] == {} and data["selected"] == {} and data["panels"] == []
+    assert data["created"].endswith("Z")
     assert project.read_script() == ""
     assert Project.is_project(project.path)
     assert sorted(p.name for p in project.path.iterdir()) == [
@@ -90,22 +91,25 @@ def test_script_and_title_and_comic_settings(project):
 
 
 def test_add_version_writes_png_with_metadata_and_json(project):
+    ids = project.panel_ids(["a harbour", "a street", "a woman on a cliff"])
     meta = {"seed": 42, "prompt": "a woman on a cliff", "steps": 25, "model_ids": {"base": "sdxl"}}
-    version = project.add_version(2, image(), meta)
+    version = project.add_version(2, image(), meta)  # position 2 of the script as last matched
     assert isinstance(version, PanelVersion)
     assert version.panel_index == 2 and version.seed == 42 and version.meta == meta
-    assert version.image_path.parent == project.panels_dir / "002"
+    assert version.panel_id == ids[2] and version.image_path.parent == project.panels_dir / ids[2]
     assert version.image_path.suffix == ".png" and version.meta_path.is_file()
     with Image.open(version.image_path) as png:
         assert png.size == (16, 24)
         record = json.loads(png.text[PNG_META_KEY])
     assert record["meta"] == meta and record["seed"] == 42 and record["id"] == version.id
+    assert record["panel_id"] == ids[2]
     assert json.loads(version.meta_path.read_text()) == record
     assert version.load_image().getpixel((0, 0)) == (255, 0, 0)
 
 
 def test_versions_selection_and_deletion(project):
     assert project.versions(0) == [] and project.selected(0) is None
+    project.write_script("a harbour\n\na street\n")  # a saved script names the panels
     v1 = project.add_version(0, image("red"), {"seed": 1})
     v2 = project.add_version(0, image("blue"), {"seed": 2})
     v3 = project.add_version(0, image("green"), {"seed": 3})
@@ -116,7 +120,7 @@ def test_versions_selection_and_deletion(project):
     project.delete_version(0, v1.id)
     assert not v1.image_path.exists() and not v1.meta_path.exists()
     assert project.selected(0).id == v3.id  # selection gone: newest again
-    assert str(0) not in project.manifest()["selected"]
+    assert project.manifest()["selected"] == {}
     project.delete_version(0, v3.id)
     v4 = project.add_version(0, image(), {"seed": 4})
     assert v4.id not in (v1.id, v2.id, v3.id)  # ids are never reused
@@ -130,6 +134,7 @@ def test_versions_selection_and_deletion(project):
 
 
 def test_incomplete_or_damaged_versions_are_skipped(project):
+    project.panel_ids(["a", "b"])
     good = project.add_version(1, image(), {"seed": 1})
     folder = project.panel_dir(1)
     (folder / "0099-abcdef.png").write_bytes(b"orphan png: its json was never written")
@@ -139,6 +144,7 @@ def test_incomplete_or_damaged_versions_are_skipped(project):
 
 
 def test_add_version_input_errors(project):
+    project.panel_ids(["a street"])
     with pytest.raises(InvalidInputError, match="PIL image"):
         project.add_version(0, b"png bytes", {})
     with pytest.raises(InvalidInputError, match="JSON"):
@@ -147,17 +153,22 @@ def test_add_version_input_errors(project):
         project.add_version(0, image(), {"seed": "7"})
     with pytest.raises(InvalidInputError, match="panel index"):
         project.add_version(-1, image(), {})
-    assert project.versions(0) == []
+    with pytest.raises(InvalidInputError, match="not a panel id"):
+        project.add_version("../escape", image(), {})
+    with pytest.raises(ProjectError, match="Panel 2 is not in the script"):
+        project.add_version(1, image(), {})
+    assert project.versions(0) == [] and not any(project.panels_dir.iterdir())
 
 
 def test_cmyk_images_are_stored_as_rgb(project):
-    version = project.add_version(0, Image.new("CMYK", (8, 8)), {})
+    [pid] = project.panel_ids(["a street"])
+    version = project.add_version(pid, Image.new("CMYK", (8, 8)), {})
     with Image.open(version.image_path) as png:
         assert png.mode == "RGB"
 
 
 def test_concurrent_versions_get_unique_ids(tmp_path):
-    Project.create(tmp_path / "p")
+    Project.create(tmp_path / "p").write_script("a street\n")
     errors = []
 
     def worker():

@@ -80,6 +80,7 @@ def test_failure_in_the_middle_of_writing_keeps_the_old_state(tmp_path, monkeypa
 
 def test_crash_between_png_and_json_leaves_no_listed_version(tmp_path, monkeypatch):
     project = Project.create(tmp_path / "p")
+    project.write_script("a street\n")
     kept = project.add_version(0, Image.new("RGB", (8, 8)), {"seed": 1})
 
     def fail(*args, **kwargs):
@@ -106,7 +107,7 @@ while True:
     i += 1
     project.set_comic_settings({"n": i, "pad": "x" * (i % 5000)})
     project.write_script(f"title: save {i}\n" + "[Mara] waits\n" * (i % 50))
-    if i % 7 == 0:
+    if i % 7 == 0 and i % 50 > i % 3:  # the script has a panel at position i % 3
         version = project.add_version(i % 3, img, {"seed": i})
         project.select(i % 3, version.id)
     if i % 5 == 0:
@@ -146,11 +147,13 @@ def test_sigkill_in_the_middle_of_a_loop_of_saves(tmp_path):
             assert selected is None or selected.image_path.is_file()
         assert n > last  # the child saved more since the previous kill
         last = n
-    assert len(Project.open(project.path).versions(0)) > 0
+    reopened = Project.open(project.path)  # the last script may have had no panel: look at them all
+    assert any(reopened.versions(panel.id) for panel in reopened.known_panels())
 
 
 def test_leftovers_of_interrupted_saves_are_removed_when_old(tmp_path):
     project = Project.create(tmp_path / "p")
+    project.write_script("a street\n")
     kept = project.add_version(0, Image.new("RGB", (8, 8)), {"seed": 1})
     old_tmp = project.path / ".project.json.abc.tmp"
     young_tmp = project.path / ".story.txt.def.tmp"

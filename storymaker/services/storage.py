@@ -3,22 +3,29 @@
 Layout (``storymaker.services.storage`` owns the project-level files and hands every writer its
 sub-folder)::
 
-    <project>/project.json      format_version, title, created, comic settings, selected versions
+    <project>/project.json      format_version, title, created, comic settings, the panels it
+                                knows (id, prompt, position) and each one's selected version
     <project>/story.txt         the script
     <project>/characters/<id>/  CharacterRegistry (storymaker.services.characters)
     <project>/poses/<name>.json the project's saved poses (PoseLibrary)
-    <project>/panels/<NNN>/<version>.png + .json   every render of panel NNN (0-based index)
+    <project>/panels/<panel id>/<version>.png + .json   every render of one panel
     <project>/exports/          PNG/PDF exports
 
 A panel version is committed by its ``.json`` file, written after its ``.png``: a crash in between
 leaves an orphan PNG that is never listed. ``project.json`` is read-modified-written under a file
 lock, so two sessions of the same project do not lose each other's changes.
+
+Renders belong to panels, not to positions: the script has no ids, so each panel's id comes from
+matching the script's prompts against the panels the project remembers
+(:mod:`storymaker.domain.panel_identity`, rules there and in ``docs/projects.md``). Format 1
+projects (renders under ``panels/NNN``, by position) are migrated when opened, losing no version.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import logging
@@ -32,8 +39,9 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from ..domain.panel_identity import KnownPanel, match_panels, normalize_prompt, same_prompt
 from ..errors import InvalidInputError, ProjectError
 from ..fsutil import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_writer
 
@@ -44,7 +52,7 @@ except ImportError:  # pragma: no cover - Windows
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: renders under panels/<panel id>, the panels' record in project.json
 PROJECT_FILE = "project.json"
 SCRIPT_FILE = "story.txt"
 LOCK_FILE = ".lock"
@@ -53,6 +61,7 @@ PNG_META_KEY = "storymaker"  # PNG text chunk holding the version's JSON metadat
 DEFAULT_MAX_IMPORT_FILES = 20_000
 STALE_AFTER_S = 3600.0  # leftovers of interrupted saves older than this are removed on open
 _VERSION_RE = re.compile(r"(\d{4,})-([0-9a-f]{6})")
+_PANEL_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _CHUNK = 1 << 20
 # What reading a damaged or exotic archive member raises.
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
@@ -72,7 +81,8 @@ def _to_json(value: Any, what: str) -> Any:
 
 @dataclass(frozen=True)
 class PanelVersion:
-    """One render of one panel: ``image_path`` is the PNG, ``meta`` the JSON written beside it."""
+    """One render of one panel: ``image_path`` is the PNG, ``meta`` the JSON written beside it;
+    ``panel_id`` the panel it belongs to, ``panel_index`` that panel's position when rendered."""
 
     id: str
     panel_index: int
@@ -80,6 +90,13 @@ class PanelVersion:
     seed: int | None
     meta: dict = field(default_factory=dict, compare=False, hash=False)
     created: str = ""
+    panel_id: str = ""
+
+    @property
+    def prompt(self) -> str | None:
+        """The prompt as written in the script when it was rendered (None if not recorded)."""
+        value = self.meta.get("source_prompt")
+        return value if isinstance(value, str) and value else None
 
     @property
     def meta_path(self) -> Path:
@@ -173,6 +190,7 @@ class Project:
             "created": now,
             "modified": now,
             "comic": {},
+            "panels": [],
             "selected": {},
         }
         try:
@@ -192,11 +210,13 @@ class Project:
         path = Path(path)
         if not path.is_dir():
             raise ProjectError(f"{path} does not exist or is not a folder: check the path or create a project.")
-        _read_manifest_file(path / PROJECT_FILE)
+        manifest = _read_manifest_file(path / PROJECT_FILE)
         project = cls(path)
         for sub in SUBDIRS:  # folders may be missing in hand-made or older projects
             (path / sub).mkdir(exist_ok=True)
         project.remove_stale_files()
+        if manifest["format_version"] < FORMAT_VERSION:
+            project._migrate()
         return project
 
     def remove_stale_files(self, max_age_s: float = STALE_AFTER_S) -> list[Path]:
@@ -210,7 +230,7 @@ class Project:
         removed: list[Path] = []
         folders = [self.path]
         if self.panels_dir.is_dir():
-            folders += [d for d in self.panels_dir.iterdir() if d.is_dir() and d.name.isdigit()]
+            folders += [d for d in self.panels_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
         for folder in folders:
             for item in folder.iterdir():
                 stale_tmp = item.name.startswith(".") and item.name.endswith(".tmp")
@@ -252,10 +272,6 @@ class Project:
     @property
     def exports_dir(self) -> Path:
         return self.path / "exports"
-
-    def panel_dir(self, panel_index: int) -> Path:
-        """``panels/<NNN>`` for a 0-based panel index."""
-        return self.panels_dir / f"{_index(panel_index):03d}"
 
     # -- project.json ----------------------------------------------------------------------------
     def manifest(self) -> dict:
@@ -311,34 +327,141 @@ class Project:
             raise ProjectError(f"Cannot read {self.script_path}: {err}") from None
 
     def write_script(self, text: str) -> None:
-        """Save the script (atomically); any text, valid or not, is kept."""
+        """Save the script (atomically); any text, valid or not, is kept. A script that parses also
+        updates which panel is which (:meth:`panel_ids`), so edits are followed as they are made."""
         atomic_write_text(self.script_path, str(text))
+        self._sync_script(str(text))
 
     # -- panel versions --------------------------------------------------------------------------
-    def add_version(self, panel_index: int, image, meta: Mapping[str, Any]) -> PanelVersion:
-        """Save a render (PIL image + JSON-serialisable meta; ``meta["seed"]`` becomes ``seed``).
+    # A panel is addressed by its id (str, from panel_ids) or by its position (int, 0-based) in the
+    # script as last matched (panel_ids, write_script). Renders live in panels/<id>/ (panels migrated
+    # from format 1 keep their old panels/NNN/ folder, shared by the panels that folder mixed up);
+    # each version's JSON names its panel ("panel_id").
 
-        The PNG carries the same JSON in its ``storymaker`` text chunk.
+    def _entries(self, data: Mapping[str, Any]) -> list[dict]:
+        return [dict(e) for e in data.get("panels") or [] if isinstance(e, dict) and e.get("id")]
+
+    def _entry(self, data: Mapping[str, Any], panel: str | int) -> dict | None:
+        """The record of ``panel`` (an id, or a position in the script as last matched), or None."""
+        entries = self._entries(data)
+        if isinstance(panel, str):
+            key = _panel_id(panel)
+            return next((e for e in entries if e["id"] == key), None)
+        position = _index(panel)
+        return next((e for e in entries if e.get("position") == position), None)
+
+    def _folder(self, entry: Mapping[str, Any]) -> Path:
+        return self.panels_dir / str(entry.get("folder") or entry["id"])
+
+    def _save_manifest(self, data: dict) -> None:
+        """Write project.json (the caller holds the lock)."""
+        data["modified"] = _now()
+        atomic_write_json(self.manifest_path, data)
+
+    def panel_dir(self, panel: str | int) -> Path:
+        """The folder holding the renders of ``panel`` (ProjectError if the project does not know it)."""
+        entry = self._entry(self.manifest(), panel)
+        if entry is None:
+            raise ProjectError(_unknown_panel(panel))
+        return self._folder(entry)
+
+    def known_panels(self) -> list[KnownPanel]:
+        """Every panel the project remembers: the script's (as last matched) in order, then those
+        that left it (see :mod:`storymaker.domain.panel_identity`)."""
+        return [KnownPanel(e["id"], e.get("prompt"), e.get("position")) for e in self._entries(self.manifest())]
+
+    def panel_ids(self, prompts: Sequence[str]) -> list[str]:
+        """The stable id of each panel of a script (its prompts, in order), matched against the
+        panels the project remembers by the rules of :mod:`storymaker.domain.panel_identity`; the
+        project remembers the result. Panels that left the script without a render are forgotten."""
+        prompts = [str(p) for p in prompts]
+        with self._locked():
+            data = self.manifest()
+            before = self._entries(data)
+            matching = match_panels([KnownPanel(e["id"], e.get("prompt"), e.get("position")) for e in before],
+                                    prompts)
+            by_id = {e["id"]: e for e in before}
+            after = []
+            for panel in matching.panels:
+                old = by_id.get(panel.id, {})
+                entry = {"id": panel.id, "prompt": panel.prompt, "position": panel.position}
+                if old.get("folder"):
+                    entry["folder"] = old["folder"]
+                if panel.position is None and old.get("position") is not None and not self._has_versions(entry):
+                    continue  # it just left the script and has no render: nothing to remember
+                after.append(entry)
+            if after != before:
+                data["panels"] = after
+                self._save_manifest(data)
+        return list(matching.ids)
+
+    def _has_versions(self, entry: Mapping[str, Any]) -> bool:
+        folder = self._folder(entry)
+        if not folder.is_dir():
+            return False
+        if not entry.get("folder"):
+            return any(not p.name.startswith(".") for p in folder.glob("*.json"))
+        return bool(self._versions_in(entry))
+
+    def panel_renders(self, prompts: Sequence[str]) -> list[PanelRender]:
+        """For each panel of a script (its prompts, in order): its id, its renders and the selected
+        one, found by the panel's identity (:meth:`panel_ids`), never by its position."""
+        ids = self.panel_ids(prompts)
+        data = self.manifest()
+        chosen = data.get("selected") or {}
+        out = []
+        for position, (pid, prompt) in enumerate(zip(ids, prompts)):
+            entry = self._entry(data, pid) or {"id": pid}
+            versions = tuple(self._versions_in(entry))
+            selected = next((v for v in versions if v.id == chosen.get(pid)), versions[-1] if versions else None)
+            out.append(PanelRender(position, pid, str(prompt), versions, selected))
+        return out
+
+    def add_version(self, panel: str | int, image, meta: Mapping[str, Any]) -> PanelVersion:
+        """Save a render of ``panel`` (PIL image + JSON-serialisable meta; ``meta["seed"]`` becomes
+        ``seed``, ``meta["source_prompt"]`` the prompt it was made for).
+
+        The PNG carries the same JSON in its ``storymaker`` text chunk. A panel id the project does
+        not know (its panel left the script while it rendered) is remembered as a panel that left.
         """
         from PIL import Image
         from PIL.PngImagePlugin import PngInfo
 
-        index = _index(panel_index)
         if not isinstance(image, Image.Image):
             raise InvalidInputError(f"add_version needs a PIL image, got {type(image).__name__}.")
+        if isinstance(panel, str):
+            _panel_id(panel)
+        else:
+            _index(panel)
         clean_meta = _to_json(dict(meta), "Panel metadata")
         seed = clean_meta.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise InvalidInputError(f"Panel metadata 'seed' must be a whole number, not {seed!r}.")
-        folder = self.panel_dir(index)
-        folder.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            existing = self.versions(index)
-            number = max((v.number for v in existing), default=0) + 1
+            data = self.manifest()
+            entry = self._entry(data, panel)
+            if entry is None:
+                if not isinstance(panel, str):
+                    raise ProjectError(_unknown_panel(panel))
+                prompt = clean_meta.get("source_prompt")
+                entry = {"id": panel, "prompt": prompt if isinstance(prompt, str) and prompt else None,
+                         "position": None}
+                data["panels"] = self._entries(data) + [entry]
+                self._save_manifest(data)
+            pid = entry["id"]
+            index = entry.get("position")
+            if index is None:
+                index = clean_meta.get("panel_index") if isinstance(clean_meta.get("panel_index"), int) else -1
+            folder = self._folder(entry)
+            folder.mkdir(parents=True, exist_ok=True)
+            taken = [self._number(p.stem) for p in folder.glob("*.json")] + [
+                self._number(p.stem) for p in folder.glob("*.png")]
+            number = max(taken, default=0) + 1
             vid = f"{number:04d}-{secrets.token_hex(3)}"
             created = _now()
             record = {
                 "id": vid,
+                "panel_id": pid,
                 "panel_index": index,
                 "seed": seed,
                 "created": created,
@@ -356,15 +479,33 @@ class Project:
             png = folder / f"{vid}.png"
             atomic_write_bytes(png, buffer.getvalue())
             atomic_write_json(png.with_suffix(".json"), record)  # commits the version
-        log.info("panel %d: saved version %s (seed %s)", index, vid, seed)
-        return PanelVersion(id=vid, panel_index=index, image_path=png, seed=seed, meta=clean_meta, created=created)
+        log.info("panel %s: saved version %s (seed %s)", pid, vid, seed)
+        return PanelVersion(id=vid, panel_index=index, image_path=png, seed=seed, meta=clean_meta,
+                            created=created, panel_id=pid)
 
-    def _load_version(self, meta_path: Path) -> PanelVersion | None:
+    @staticmethod
+    def _number(stem: str) -> int:
+        m = _VERSION_RE.fullmatch(stem)
+        return int(m.group(1)) if m else 0
+
+    def _read_record(self, meta_path: Path) -> dict | None:
         try:
             record = json.loads(meta_path.read_text(encoding="utf-8"))
+            str(record["id"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("skipping unreadable panel version %s: %s", meta_path, err)
+            return None
+        return record if isinstance(record, dict) else None
+
+    def _load_version(self, meta_path: Path, record: Mapping[str, Any] | None = None) -> PanelVersion | None:
+        record = record if record is not None else self._read_record(meta_path)
+        if record is None:
+            return None
+        try:
             vid = str(record["id"])
             image = meta_path.with_name(str(record.get("image") or f"{vid}.png"))
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            index = int(record.get("panel_index", -1))
+        except (ValueError, KeyError, TypeError) as err:
             log.warning("skipping unreadable panel version %s: %s", meta_path, err)
             return None
         if image.parent != meta_path.parent or not image.is_file():
@@ -372,16 +513,16 @@ class Project:
             return None
         return PanelVersion(
             id=vid,
-            panel_index=int(record.get("panel_index", -1)),
+            panel_index=index,
             image_path=image,
             seed=record.get("seed"),
             meta=record.get("meta") or {},
             created=str(record.get("created", "")),
+            panel_id=str(record.get("panel_id") or meta_path.parent.name),
         )
 
-    def versions(self, panel_index: int) -> list[PanelVersion]:
-        """Every saved version of a panel, oldest first."""
-        folder = self.panel_dir(panel_index)
+    def _versions_in(self, entry: Mapping[str, Any]) -> list[PanelVersion]:
+        folder = self._folder(entry)
         if not folder.is_dir():
             return []
         found = []
@@ -389,59 +530,162 @@ class Project:
             if meta_path.name.startswith("."):
                 continue
             version = self._load_version(meta_path)
-            if version is not None:
+            if version is not None and version.panel_id == entry["id"]:
                 found.append(version)
         return sorted(found, key=lambda v: (v.number, v.created, v.id))
 
-    def _find(self, panel_index: int, version_id: str) -> PanelVersion:
-        for version in self.versions(panel_index):
-            if version.id == version_id:
-                return version
-        raise ProjectError(
-            f"Panel {_index(panel_index) + 1} has no version {version_id!r}; render it or pick one of its versions."
-        )
+    def versions(self, panel: str | int) -> list[PanelVersion]:
+        """Every saved version of a panel (an id, or a position in the script as last matched),
+        oldest first; [] for a panel without renders or that the project does not know."""
+        entry = self._entry(self.manifest(), panel)
+        return [] if entry is None else self._versions_in(entry)
 
-    def select(self, panel_index: int, version_id: str) -> PanelVersion:
+    def _find(self, panel: str | int, version_id: str) -> tuple[str, PanelVersion]:
+        entry = self._entry(self.manifest(), panel)
+        for version in self._versions_in(entry) if entry is not None else []:
+            if version.id == version_id:
+                return entry["id"], version
+        raise ProjectError(f"{_panel_name(panel)} has no version {version_id!r}; render it or pick one of its versions.")
+
+    def select(self, panel: str | int, version_id: str) -> PanelVersion:
         """Make ``version_id`` the panel's selected version (ProjectError if unknown)."""
-        version = self._find(panel_index, version_id)
-        key = str(_index(panel_index))
-        self._update(lambda m: m.setdefault("selected", {}).__setitem__(key, version.id))
+        pid, version = self._find(panel, version_id)
+        self._update(lambda m: m.setdefault("selected", {}).__setitem__(pid, version.id))
         return version
 
-    def selected(self, panel_index: int) -> PanelVersion | None:
+    def selected(self, panel: str | int) -> PanelVersion | None:
         """The selected version; the newest if none was selected (or it was deleted); None if none."""
-        versions = self.versions(panel_index)
+        data = self.manifest()
+        entry = self._entry(data, panel)
+        versions = self._versions_in(entry) if entry is not None else []
         if not versions:
             return None
-        chosen = (self.manifest().get("selected") or {}).get(str(_index(panel_index)))
-        for version in versions:
-            if version.id == chosen:
-                return version
-        return versions[-1]
+        chosen = (data.get("selected") or {}).get(entry["id"])
+        return next((v for v in versions if v.id == chosen), versions[-1])
 
-    def delete_version(self, panel_index: int, version_id: str) -> None:
+    def delete_version(self, panel: str | int, version_id: str) -> None:
         """Remove a version (its JSON first, so a crash never leaves a listed version without image)."""
-        version = self._find(panel_index, version_id)
-        key = str(_index(panel_index))
+        pid, version = self._find(panel, version_id)
 
         def unselect(m: dict) -> None:
             sel = m.setdefault("selected", {})
-            if sel.get(key) == version.id:
-                del sel[key]
+            if sel.get(pid) == version.id:
+                del sel[pid]
 
         self._update(unselect)
         version.meta_path.unlink(missing_ok=True)
         version.image_path.unlink(missing_ok=True)
-        log.info("panel %s: deleted version %s", key, version.id)
+        log.info("panel %s: deleted version %s", pid, version.id)
 
     def panel_indices(self) -> list[int]:
-        """Indices of the panels that have at least one saved version."""
-        out = []
-        if self.panels_dir.is_dir():
-            for child in self.panels_dir.iterdir():
-                if child.is_dir() and child.name.isdigit() and self.versions(int(child.name)):
-                    out.append(int(child.name))
-        return sorted(out)
+        """Positions (in the script as last matched) of the panels that have at least one version."""
+        return sorted(e["position"] for e in self._entries(self.manifest())
+                      if e.get("position") is not None and self._versions_in(e))
+
+    def _sync_script(self, text: str) -> None:
+        """Match the panels of a saved script (when it parses) so that edits are followed one by one."""
+        from ..domain.script import check
+
+        story = check(text).story
+        if story is not None:
+            self.panel_ids([p.prompt for p in story.panels])
+
+    def _migrate(self) -> None:
+        """Format 1 -> 2: versions lived under ``panels/NNN`` (the panel's position when rendered).
+
+        Each folder's versions are grouped by the prompt they were rendered for (a folder could
+        hold renders of several prompts after the script changed); each group becomes a panel with a
+        deterministic id, written into its versions' JSON. The group of the selected (else newest)
+        version is the panel at position NNN, the others panels that left the script: matching the
+        script then gives each group back to the panel with its prompt. No file moves; a crash
+        leaves format 1, and the next open does the same again.
+        """
+        with self._locked():
+            data = self.manifest()
+            if data["format_version"] >= FORMAT_VERSION:
+                return
+            old_selected = data.get("selected") or {}
+            active, left, selected = [], [], {}
+            folders = sorted((d for d in self.panels_dir.iterdir() if d.is_dir() and d.name.isdigit()),
+                             key=lambda d: int(d.name)) if self.panels_dir.is_dir() else []
+            for folder in folders:
+                position = int(folder.name)
+                loaded = []
+                for meta_path in folder.glob("*.json"):
+                    record = None if meta_path.name.startswith(".") else self._read_record(meta_path)
+                    version = self._load_version(meta_path, record) if record is not None else None
+                    if version is not None:
+                        loaded.append((version, record, meta_path))
+                loaded.sort(key=lambda item: (item[0].number, item[0].created, item[0].id))
+                groups: dict[str | None, list] = {}
+                for item in loaded:
+                    groups.setdefault(_prompt_key(item[0].prompt), []).append(item)
+                if not groups:
+                    continue
+                chosen = old_selected.get(str(position))
+                main_key = next((k for k, items in groups.items() if any(v.id == chosen for v, _, _ in items)),
+                                _prompt_key(loaded[-1][0].prompt))
+                for key, items in groups.items():
+                    digest = hashlib.sha256(("\0" if key is None else key).encode("utf-8")).hexdigest()[:6]
+                    pid = f"m{position:03d}-{digest}"
+                    for _, record, meta_path in items:
+                        if record.get("panel_id") != pid:
+                            atomic_write_json(meta_path, {**record, "panel_id": pid})
+                    entry = {"id": pid, "prompt": items[-1][0].prompt,
+                             "position": position if key == main_key else None, "folder": folder.name}
+                    (active if key == main_key else left).append(entry)
+                    if any(v.id == chosen for v, _, _ in items):
+                        selected[pid] = chosen
+            data["panels"] = active + left
+            data["selected"] = selected
+            data["format_version"] = FORMAT_VERSION
+            self._save_manifest(data)
+        log.info("migrated %s to project format %d (%d panels with renders)", self.path, FORMAT_VERSION,
+                 len(active) + len(left))
+        self._sync_script(self.read_script())
+
+
+@dataclass(frozen=True)
+class PanelRender:
+    """What the project holds for one panel of a script: its id, its renders and the selected one."""
+
+    position: int  # 0-based, in the script
+    panel_id: str
+    prompt: str  # the panel's prompt now
+    versions: tuple[PanelVersion, ...]
+    selected: PanelVersion | None
+
+    @property
+    def changed(self) -> bool:
+        """"Script changed since render": the selected render was made for other wording."""
+        return self.selected is not None and not same_prompt(self.selected.prompt, self.prompt)
+
+    @property
+    def number(self) -> int:
+        """The selected version's 1-based number among the panel's versions (0: none)."""
+        ids = [v.id for v in self.versions]
+        return ids.index(self.selected.id) + 1 if self.selected is not None else 0
+
+
+def _prompt_key(prompt: str | None) -> str | None:
+    return None if prompt is None else normalize_prompt(prompt)
+
+
+def _panel_id(panel_id: str) -> str:
+    if not _PANEL_ID_RE.fullmatch(panel_id):
+        raise InvalidInputError(f"{panel_id!r} is not a panel id (letters, digits, '-' and '_', from panel_ids).")
+    return panel_id
+
+
+def _panel_name(panel: str | int) -> str:
+    return f"Panel {panel + 1}" if isinstance(panel, int) and not isinstance(panel, bool) else f"Panel {panel}"
+
+
+def _unknown_panel(panel: str | int) -> str:
+    if isinstance(panel, str):
+        return f"The project has no panel {panel!r}: match the script's panels first (Project.panel_ids)."
+    return (f"Panel {panel + 1} is not in the script as last saved: save the script (or match its "
+            "panels with Project.panel_ids) first.")
 
 
 def _index(panel_index: int) -> int:

@@ -1,0 +1,168 @@
+"""Which panel of a script is which, across edits: stable panel ids without ids in the script.
+
+The script is plain text that people write and diff, so its panels carry no ids. Instead the
+project remembers every panel it has seen: an id, its prompt and its position in the script as
+last seen (``project.json`` -> ``"panels"``). When the script changes, its panels are matched
+against that record, in this order:
+
+1. **Unchanged runs**: the longest runs of panels with the same prompts in the same order
+   (``difflib``) keep their ids, so inserting or deleting panels elsewhere changes nothing for them.
+2. **Moved panels**: a panel whose prompt is the same as that of a remembered panel not matched yet
+   takes its id (reordering).
+3. **Panels put back**: a prompt that is the same as that of a panel that left the script earlier
+   takes that panel's id back (delete a panel, undo the deletion, and its renders return).
+4. **Edited panels**: between the same matched neighbours, a prompt similar enough to a remembered
+   one (word or character similarity, ``difflib`` ratio, at least :data:`EDIT_SIMILARITY`) is that
+   panel with new wording. The most similar pairs match first. A remembered panel whose prompt is
+   unknown (renders migrated from an old project that did not record it) matches by its place
+   between the same neighbours.
+5. Every other panel is new and gets a new id. Remembered panels left unmatched leave the script:
+   the project keeps them (and their renders) for rule 3.
+
+"The same prompt" ignores letter case and runs of spaces: the model's tokenizer ignores them too, so
+such a render is still a render of the prompt. Whether a *render* was made for the current wording is
+a separate, per-render question (:func:`same_prompt` of the render's recorded prompt and the panel's
+prompt): a panel matched by rule 4 keeps its renders, shown as "script changed since render".
+
+Pure Python; the project (``storymaker.services.storage``) stores the record and the renders.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+#: How similar (0..1, difflib ratio of words or of characters) an edited prompt must be to its old
+#: wording to stay the same panel. 0.6 keeps "[Mara] stands on a cliff" -> "[Mara] stands on a
+#: rocky cliff at dusk" (0.73) and every one-key edit of a prompt; "[Mara] stands on a rocky cliff at
+#: dusk" -> "[Mara] and [Theo] drink tea beside the great lamp" (0.46) is a new panel.
+EDIT_SIMILARITY = 0.6
+
+_TOKEN_RE = re.compile(r"\[[^\]]*\]|\w+")
+
+
+@dataclass(frozen=True)
+class KnownPanel:
+    """A panel the project has seen: ``position`` in the script as last seen (0-based), None once it
+    left the script; ``prompt`` as last seen, None if unknown."""
+
+    id: str
+    prompt: str | None
+    position: int | None = None
+
+
+@dataclass(frozen=True)
+class Matching:
+    """The result of :func:`match_panels`: ``ids`` (one per prompt, in script order) and ``panels``,
+    the new record: the script's panels in order, then those that left it (most recent first)."""
+
+    ids: tuple[str, ...]
+    panels: tuple[KnownPanel, ...]
+
+
+def normalize_prompt(prompt: str) -> str:
+    """The key prompts are compared by: runs of spaces collapsed, case folded."""
+    return " ".join(str(prompt).split()).casefold()
+
+
+def same_prompt(a: str | None, b: str | None) -> bool:
+    """Whether two prompts are the same for the model (False when either is unknown)."""
+    return a is not None and b is not None and normalize_prompt(a) == normalize_prompt(b)
+
+
+def similarity(a: str, b: str) -> float:
+    """How alike two prompts are (0..1): the larger of the word and the character difflib ratios."""
+    na, nb = normalize_prompt(a), normalize_prompt(b)
+    words = difflib.SequenceMatcher(None, _TOKEN_RE.findall(na), _TOKEN_RE.findall(nb), autojunk=False)
+    chars = difflib.SequenceMatcher(None, na, nb, autojunk=False)
+    return max(words.ratio(), chars.ratio())
+
+
+def new_panel_id() -> str:
+    """A fresh panel id: ``p-`` and 8 hex digits (never all digits, unlike old ``panels/NNN``)."""
+    return f"p-{secrets.token_hex(4)}"
+
+
+def match_panels(
+    known: Sequence[KnownPanel],
+    prompts: Sequence[str],
+    new_id: Callable[[], str] = new_panel_id,
+) -> Matching:
+    """Give each of ``prompts`` (the script's panels, in order) the id of the remembered panel it
+    is, by the rules of this module's docstring; unmatched prompts get ``new_id()``."""
+    active = sorted((k for k in known if k.position is not None), key=lambda k: k.position)
+    retired = [k for k in known if k.position is None]
+    old_keys = [normalize_prompt(k.prompt) if k.prompt is not None else ("unknown", i)
+                for i, k in enumerate(active)]
+    new_keys = [normalize_prompt(p) for p in prompts]
+    pairs: dict[int, KnownPanel] = {}  # new position -> remembered panel
+    used: set[int] = set()  # indices into ``active``
+
+    # 1. unchanged runs
+    matcher = difflib.SequenceMatcher(None, old_keys, new_keys, autojunk=False)
+    gaps = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            for k in range(i2 - i1):
+                pairs[j1 + k] = active[i1 + k]
+                used.add(i1 + k)
+        else:
+            gaps.append((range(i1, i2), range(j1, j2)))
+    # 2. moved panels
+    for j, key in enumerate(new_keys):
+        if j in pairs:
+            continue
+        for i, old in enumerate(old_keys):
+            if i not in used and old == key:
+                pairs[j] = active[i]
+                used.add(i)
+                break
+    # 3. panels put back
+    returned: set[int] = set()
+    for j, key in enumerate(new_keys):
+        if j in pairs:
+            continue
+        for r, panel in enumerate(retired):
+            if r not in returned and panel.prompt is not None and normalize_prompt(panel.prompt) == key:
+                pairs[j] = panel
+                returned.add(r)
+                break
+    # 4. edited panels, between the same neighbours
+    for old_range, new_range in gaps:
+        candidates = []
+        for i in old_range:
+            if i in used or active[i].prompt is None:
+                continue
+            for j in new_range:
+                if j not in pairs:
+                    score = similarity(active[i].prompt, prompts[j])
+                    if score >= EDIT_SIMILARITY:
+                        candidates.append((-score, abs((i - old_range.start) - (j - new_range.start)), i, j))
+        for _, _, i, j in sorted(candidates):
+            if i not in used and j not in pairs:
+                pairs[j] = active[i]
+                used.add(i)
+        unknown = [i for i in old_range if i not in used and active[i].prompt is None]
+        free = [j for j in new_range if j not in pairs]
+        for i, j in zip(unknown, free):
+            pairs[j] = active[i]
+            used.add(i)
+    # 5. new panels; the rest leave the script
+    taken = {k.id for k in known}
+    ids = []
+    for j in range(len(prompts)):
+        if j in pairs:
+            ids.append(pairs[j].id)
+            continue
+        fresh = new_id()
+        while fresh in taken:
+            fresh = new_id()
+        taken.add(fresh)
+        ids.append(fresh)
+    now = tuple(KnownPanel(pid, str(prompt), j) for j, (pid, prompt) in enumerate(zip(ids, prompts)))
+    left = [KnownPanel(k.id, k.prompt, None) for i, k in enumerate(active) if i not in used]
+    earlier = [k for r, k in enumerate(retired) if r not in returned]
+    return Matching(tuple(ids), now + tuple(left) + tuple(earlier))
