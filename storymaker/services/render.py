@@ -2,7 +2,9 @@
 
 The engine resolves each panel (prompt, negative, size, steps, seed, characters, pose), asks the
 backend (:mod:`storymaker.services.backends`) for an image, and keeps every render as a version in
-the project. Pipelines live in a process-wide cache (:mod:`storymaker.services.pipelines`); the plain
+the project, under the panel's identity (``Project.panel_ids``: matched from the story's prompts when
+the run starts), never under its position, so a script edited during a run cannot put a render under
+another panel. Pipelines live in a process-wide cache (:mod:`storymaker.services.pipelines`); the plain
 job data is :mod:`storymaker.services.jobs`; character conditioning comes from the registry's cache.
 """
 
@@ -248,6 +250,7 @@ class RenderEngine:
                 logger.warning("backend %s unavailable: %s", self.backend.name, err)
                 failed = tuple(PanelResult(index, STATUS_ERROR, error=str(err)) for index, _, _ in items)
                 return RenderReport(failed, backend=self.backend.name)
+            panel_ids = self._panel_ids(story, keep)
             for position, (index, seed, source) in enumerate(items):
                 if cancelled or (cancel is not None and cancel.is_set()):
                     cancelled = True
@@ -257,6 +260,7 @@ class RenderEngine:
                     story, index, position, count,
                     seed=seed, seed_source=source, story_seed=story_seed,
                     progress=progress, cancel=cancel, keep=keep,
+                    panel_id=panel_ids[index] if 0 <= index < len(panel_ids) else None,
                 )
                 results.append(result)
                 if result.status == STATUS_CANCELLED:
@@ -276,6 +280,7 @@ class RenderEngine:
         progress: ProgressCallback | None,
         cancel: threading.Event | None,
         keep: bool,
+        panel_id: str | None = None,
     ) -> PanelResult:
         started = time.perf_counter()
         job: PanelJob | None = None
@@ -288,7 +293,7 @@ class RenderEngine:
             job = self.job(story, index, seed=seed, story_seed=story_seed, seed_source=seed_source)
             image = self.backend.render(job, registry=self.registry, on_step=on_step, cancel=cancel)
             metadata = self._metadata(job)
-            version = self._keep(index, image, metadata) if keep else None
+            version = self._keep(panel_id, image, metadata) if keep else None
         except RenderCancelled as err:
             logger.info("panel %d cancelled", index + 1)
             return PanelResult(index, STATUS_CANCELLED, seed=job.seed if job else None, error=str(err),
@@ -321,10 +326,16 @@ class RenderEngine:
         )
         return record
 
-    def _keep(self, index: int, image: Image.Image, metadata: dict[str, Any]) -> str | None:
-        if self.project is None:
+    def _panel_ids(self, story: Story, keep: bool) -> list[str]:
+        """The identity of each panel of ``story`` in the project ([] when nothing is kept)."""
+        if not keep or self.project is None:
+            return []
+        return list(self.project.panel_ids([panel.prompt for panel in story.panels]))
+
+    def _keep(self, panel_id: str | None, image: Image.Image, metadata: dict[str, Any]) -> str | None:
+        if self.project is None or panel_id is None:
             return None
-        version = self.project.add_version(index, image, metadata)
+        version = self.project.add_version(panel_id, image, metadata)
         name = getattr(version, "id", version)
-        self.project.select(index, name)
+        self.project.select(panel_id, name)
         return name
