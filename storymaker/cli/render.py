@@ -218,23 +218,12 @@ def write_comic(services, project, story, out: Path, layout: str, *, overwrite: 
     A PDF goes to ``out``; PNG pages go to ``out`` (strip, grid, scroll: one image) or
     ``<out stem>-page-NN.png`` beside it (pages layout). Returns the written paths ([] if no panel
     has an image yet)."""
-    from PIL import Image
-
     from ..domain.layout import LayoutOptions
 
     export = services.export
-    panels = []
-    for index, panel in enumerate(story.panels):
-        version = project.selected(index)
-        if version is None:
-            logger.info("panel %d has no render yet: left out of the comic", index + 1)
-            continue
-        with Image.open(version.image_path) as im:
-            image = im.convert("RGB")
-        pose = None
-        if panel.pose and poses is not None:
-            pose = poses.get(panel.pose)
-        panels.append(export.ComicPanel.from_story_panel(panel, image, pose, metadata=dict(version.meta)))
+    panels = export.project_comic_panels(project, story, poses)  # each panel's own render, by identity
+    for number in export.changed_panel_numbers(panels):
+        logger.warning("panel %d: script changed since render; re-render it to match its prompt", number)
     if not panels:
         return []
     options = LayoutOptions(kind=layout, title=story.title)

@@ -81,6 +81,36 @@ class ComicPanel:
         return cls(image, panel.caption, tuple(panel.dialogue), anchors_for_panel(panel, pose), meta)
 
 
+def project_comic_panels(project, story, poses=None) -> list[ComicPanel]:
+    """The comic's panels for ``story`` from ``project`` (``storage.Project``): each panel's selected
+    render, found by the panel's identity (``Project.panel_renders``), never by its position, with
+    its lettering; ``poses`` (a PoseLibrary, optional) places the speakers' heads.
+
+    Panels never rendered are left out. A render made before its panel's prompt was edited is used,
+    and its metadata says so: ``"script_changed": true`` (``"script_panel"`` is the panel's 1-based
+    number in the script, ``"panel_id"`` its identity)."""
+    from PIL import Image
+
+    panels = []
+    for item, panel in zip(project.panel_renders([p.prompt for p in story.panels]), story.panels):
+        version = item.selected
+        if version is None:
+            log.info("panel %d has no render yet: left out of the comic", item.position + 1)
+            continue
+        with Image.open(version.image_path) as im:
+            image = im.convert("RGB")
+        pose = poses.get(panel.pose) if panel.pose and poses is not None else None
+        meta = {**version.meta, "panel_id": item.panel_id, "script_panel": item.position + 1,
+                "script_changed": item.changed}
+        panels.append(ComicPanel.from_story_panel(panel, image, pose, metadata=meta))
+    return panels
+
+
+def changed_panel_numbers(panels: Sequence[ComicPanel]) -> list[int]:
+    """The script numbers of the panels whose render predates an edit of their prompt."""
+    return [int(p.metadata.get("script_panel", 0)) for p in panels if p.metadata.get("script_changed")]
+
+
 @dataclass(frozen=True)
 class ComicPage:
     """A composed page: the raster image and the geometry the PDF re-draws as vectors and text."""

@@ -35,26 +35,24 @@ def layout_options(ctx: StudioContext, sid: str, kind_label: str, columns, page_
 
 def comic_panels(ctx: StudioContext, sid: str) -> list:
     """The chosen version of every rendered panel of the current script, with its lettering
-    (panels not rendered yet are left out)."""
-    from PIL import Image
+    (panels not rendered yet are left out; renders follow their panel, not its position)."""
+    from ..services.export import project_comic_panels
 
-    from ..services.export import ComicPanel
-
-    project = ctx.project(sid)
     story = ctx.story(sid, strict=False)
     if story is None:
         return []
-    library = ctx.poses(sid)
-    panels = []
-    for index, panel in enumerate(story.panels):
-        version = project.selected(index)
-        if version is None:
-            continue
-        with Image.open(version.image_path) as im:
-            image = im.convert("RGB")
-        pose = library.get(panel.pose) if panel.pose else None
-        panels.append(ComicPanel.from_story_panel(panel, image, pose, metadata=dict(version.meta)))
-    return panels
+    return project_comic_panels(ctx.project(sid), story, ctx.poses(sid))
+
+
+def _changed_note(panels) -> str:
+    from ..services.export import changed_panel_numbers
+
+    numbers = changed_panel_numbers(panels)
+    if not numbers:
+        return ""
+    label = "Panel" if len(numbers) == 1 else "Panels"
+    return (f" {label} {', '.join(map(str, numbers))}: script changed since render "
+            "(re-render to match the new wording).")
 
 
 NOTHING_YET = "Render some panels first (Render tab): the comic uses the chosen version of each."
@@ -70,7 +68,8 @@ def preview_pages(ctx: StudioContext, sid: str, options) -> tuple[list, str]:
     if not panels:
         return [], NOTHING_YET
     pages = render_pages(panels, replace(options, dpi=PREVIEW_DPI))
-    return [(page, f"Page {i + 1}") for i, page in enumerate(pages)], f"{len(panels)} panel(s) on {len(pages)} page(s)."
+    return ([(page, f"Page {i + 1}") for i, page in enumerate(pages)],
+            f"{len(panels)} panel(s) on {len(pages)} page(s)." + _changed_note(panels))
 
 
 def export_comic(ctx: StudioContext, sid: str, options, fmt: str) -> tuple[str, str]:
@@ -96,7 +95,8 @@ def export_comic(ctx: StudioContext, sid: str, options, fmt: str) -> tuple[str, 
             with zipfile.ZipFile(path, "w") as archive:
                 for item in paths:
                     archive.write(item, item.name)
-    return str(path), ok(f"Comic written: `{path.name}` ({len(panels)} panel(s)). Download it below.")
+    return str(path), ok(f"Comic written: `{path.name}` ({len(panels)} panel(s)). Download it below."
+                         + _changed_note(panels))
 
 
 def _as_dict(options) -> dict:

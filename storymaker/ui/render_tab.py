@@ -85,49 +85,59 @@ def progress_reporter(progress: Callable[..., Any]) -> Callable[[int, int, int, 
 
 # ---------------------------------------------------------------- handlers
 
+CHANGED = "script changed since render"
+
+
 def panel_gallery(ctx: StudioContext, sid: str) -> list[tuple[str, str]]:
-    """The selected version of every panel of the current script, in order."""
+    """The selected version of every panel of the current script, in order; renders follow their
+    panel (not its position), and a render made for older wording says "script changed since render"."""
     project = ctx.project(sid)
     story = ctx.story(sid, strict=False)
-    count = len(story.panels) if story is not None else 0
+    if story is None:
+        return []
     items = []
-    for index in range(count):
-        version = project.selected(index)
-        if version is not None:
-            total = len(project.versions(index))
-            items.append((str(version.image_path), f"Panel {index + 1} · version {_number(project, index, version.id)} of {total}"))
+    for item in project.panel_renders([p.prompt for p in story.panels]):
+        if item.selected is not None:
+            note = f" · {CHANGED}" if item.changed else ""
+            items.append((str(item.selected.image_path),
+                          f"Panel {item.position + 1} · version {item.number} of {len(item.versions)}{note}"))
     return items
 
 
-def _number(project, index: int, version_id: str) -> int:
-    ids = [v.id for v in project.versions(index)]
-    return ids.index(version_id) + 1 if version_id in ids else 0
-
-
-def version_gallery(ctx: StudioContext, sid: str, panel_number) -> tuple[list[tuple[str, str]], str]:
+def _panel_render(ctx: StudioContext, sid: str, panel_number):
+    """The panel numbered ``panel_number`` in the current script, with its renders (PanelRender)."""
     from ..errors import InvalidInputError
 
     index = _panel_index(panel_number)
-    project = ctx.project(sid)
-    versions = project.versions(index)
-    if not versions:
-        raise InvalidInputError(f"Panel {index + 1} has no renders yet: render it first.")
-    selected = project.selected(index)
-    items = [(str(v.image_path), f"v{n}: seed {v.seed}" + (" (chosen)" if selected and v.id == selected.id else ""))
-             for n, v in enumerate(versions, start=1)]
-    return items, f"Panel {index + 1}: {len(versions)} version(s). Click one to use it in the comic."
+    story = ctx.story(sid, strict=False)
+    if story is None or index >= len(story.panels):
+        raise InvalidInputError(f"Panel {index + 1} is not in the script: check the panel number and the Story tab.")
+    return ctx.project(sid).panel_renders([p.prompt for p in story.panels])[index]
+
+
+def version_gallery(ctx: StudioContext, sid: str, panel_number) -> tuple[list[tuple[str, str]], str]:
+    from ..domain.panel_identity import same_prompt
+    from ..errors import InvalidInputError
+
+    item = _panel_render(ctx, sid, panel_number)
+    if not item.versions:
+        raise InvalidInputError(f"Panel {item.position + 1} has no renders yet: render it first.")
+    selected = item.selected
+    items = [(str(v.image_path), f"v{n}: seed {v.seed}" + (" (chosen)" if selected and v.id == selected.id else "")
+              + ("" if same_prompt(v.prompt, item.prompt) else f" ({CHANGED})"))
+             for n, v in enumerate(item.versions, start=1)]
+    return items, f"Panel {item.position + 1}: {len(item.versions)} version(s). Click one to use it in the comic."
 
 
 def choose_version(ctx: StudioContext, sid: str, panel_number, position: int) -> str:
     from ..errors import InvalidInputError
 
-    index = _panel_index(panel_number)
-    project = ctx.project(sid)
-    versions = project.versions(index)
+    item = _panel_render(ctx, sid, panel_number)
+    versions = item.versions
     if not 0 <= position < len(versions):
         raise InvalidInputError("That version does not exist any more: refresh the list.")
-    project.select(index, versions[position].id)
-    return ok(f"Panel {index + 1} now uses version {position + 1} (seed {versions[position].seed}).")
+    ctx.project(sid).select(item.panel_id, versions[position].id)
+    return ok(f"Panel {item.position + 1} now uses version {position + 1} (seed {versions[position].seed}).")
 
 
 def _panel_index(panel_number) -> int:
