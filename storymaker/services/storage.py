@@ -334,9 +334,9 @@ class Project:
 
     # -- panel versions --------------------------------------------------------------------------
     # A panel is addressed by its id (str, from panel_ids) or by its position (int, 0-based) in the
-    # script as last matched (panel_ids, write_script). Renders live in panels/<id>/ (panels migrated
-    # from format 1 keep their old panels/NNN/ folder, shared by the panels that folder mixed up);
-    # each version's JSON names its panel ("panel_id").
+    # script as last matched (panel_ids, write_script). Renders live in panels/<id>/; a panel migrated
+    # from format 1 also lists the old panels/NNN/ folders that hold its earlier renders ("folders":
+    # such a folder may hold renders of several panels). Each version's JSON names its panel.
 
     def _entries(self, data: Mapping[str, Any]) -> list[dict]:
         return [dict(e) for e in data.get("panels") or [] if isinstance(e, dict) and e.get("id")]
@@ -351,7 +351,12 @@ class Project:
         return next((e for e in entries if e.get("position") == position), None)
 
     def _folder(self, entry: Mapping[str, Any]) -> Path:
-        return self.panels_dir / str(entry.get("folder") or entry["id"])
+        """Where new renders of the panel go."""
+        return self.panels_dir / str(entry["id"])
+
+    def _folders(self, entry: Mapping[str, Any]) -> list[Path]:
+        """Every folder that may hold renders of the panel."""
+        return [self._folder(entry)] + [self.panels_dir / str(f) for f in entry.get("folders") or []]
 
     def _save_manifest(self, data: dict) -> None:
         """Write project.json (the caller holds the lock)."""
@@ -385,8 +390,8 @@ class Project:
             for panel in matching.panels:
                 old = by_id.get(panel.id, {})
                 entry = {"id": panel.id, "prompt": panel.prompt, "position": panel.position}
-                if old.get("folder"):
-                    entry["folder"] = old["folder"]
+                if old.get("folders"):
+                    entry["folders"] = old["folders"]
                 if panel.position is None and old.get("position") is not None and not self._has_versions(entry):
                     continue  # it just left the script and has no render: nothing to remember
                 after.append(entry)
@@ -396,12 +401,10 @@ class Project:
         return list(matching.ids)
 
     def _has_versions(self, entry: Mapping[str, Any]) -> bool:
+        if entry.get("folders"):
+            return bool(self._versions_in(entry))
         folder = self._folder(entry)
-        if not folder.is_dir():
-            return False
-        if not entry.get("folder"):
-            return any(not p.name.startswith(".") for p in folder.glob("*.json"))
-        return bool(self._versions_in(entry))
+        return folder.is_dir() and any(not p.name.startswith(".") for p in folder.glob("*.json"))
 
     def panel_renders(self, prompts: Sequence[str]) -> list[PanelRender]:
         """For each panel of a script (its prompts, in order): its id, its renders and the selected
@@ -454,8 +457,9 @@ class Project:
                 index = clean_meta.get("panel_index") if isinstance(clean_meta.get("panel_index"), int) else -1
             folder = self._folder(entry)
             folder.mkdir(parents=True, exist_ok=True)
-            taken = [self._number(p.stem) for p in folder.glob("*.json")] + [
-                self._number(p.stem) for p in folder.glob("*.png")]
+            # numbers grow across all the panel's folders, so that they order its versions
+            taken = [self._number(f.stem) for d in self._folders(entry) if d.is_dir()
+                     for f in d.iterdir() if f.suffix in (".json", ".png")]
             number = max(taken, default=0) + 1
             vid = f"{number:04d}-{secrets.token_hex(3)}"
             created = _now()
@@ -522,16 +526,16 @@ class Project:
         )
 
     def _versions_in(self, entry: Mapping[str, Any]) -> list[PanelVersion]:
-        folder = self._folder(entry)
-        if not folder.is_dir():
-            return []
         found = []
-        for meta_path in folder.glob("*.json"):
-            if meta_path.name.startswith("."):
+        for folder in self._folders(entry):
+            if not folder.is_dir():
                 continue
-            version = self._load_version(meta_path)
-            if version is not None and version.panel_id == entry["id"]:
-                found.append(version)
+            for meta_path in folder.glob("*.json"):
+                if meta_path.name.startswith("."):
+                    continue
+                version = self._load_version(meta_path)
+                if version is not None and version.panel_id == entry["id"]:
+                    found.append(version)
         return sorted(found, key=lambda v: (v.number, v.created, v.id))
 
     def versions(self, panel: str | int) -> list[PanelVersion]:
@@ -593,19 +597,22 @@ class Project:
     def _migrate(self) -> None:
         """Format 1 -> 2: versions lived under ``panels/NNN`` (the panel's position when rendered).
 
-        Each folder's versions are grouped by the prompt they were rendered for (a folder could
-        hold renders of several prompts after the script changed); each group becomes a panel with a
-        deterministic id, written into its versions' JSON. The group of the selected (else newest)
-        version is the panel at position NNN, the others panels that left the script: matching the
-        script then gives each group back to the panel with its prompt. No file moves; a crash
-        leaves format 1, and the next open does the same again.
+        A folder could hold renders of several prompts (the script changed between renders) and one
+        prompt's renders could be spread over several folders (panels moved). So versions are
+        grouped by the prompt they were rendered for, across folders; each group becomes a panel
+        with a deterministic id (from the prompt), written into its versions' JSON; renders that
+        did not record their prompt form one panel per folder. The group of a folder's selected
+        (else newest) version is the panel at position NNN; the others are panels that left the
+        script, and matching the script then gives each group back to the panel with its prompt.
+        No file moves; a crash leaves format 1, and the next open does the same again.
         """
         with self._locked():
             data = self.manifest()
             if data["format_version"] >= FORMAT_VERSION:
                 return
             old_selected = data.get("selected") or {}
-            active, left, selected = [], [], {}
+            groups: dict[Any, dict] = {}  # prompt key -> {"id", "prompt", "folders", "position"}
+            selected: dict[str, str] = {}
             folders = sorted((d for d in self.panels_dir.iterdir() if d.is_dir() and d.name.isdigit()),
                              key=lambda d: int(d.name)) if self.panels_dir.is_dir() else []
             for folder in folders:
@@ -616,32 +623,34 @@ class Project:
                     version = self._load_version(meta_path, record) if record is not None else None
                     if version is not None:
                         loaded.append((version, record, meta_path))
-                loaded.sort(key=lambda item: (item[0].number, item[0].created, item[0].id))
-                groups: dict[str | None, list] = {}
-                for item in loaded:
-                    groups.setdefault(_prompt_key(item[0].prompt), []).append(item)
-                if not groups:
+                if not loaded:
                     continue
+                loaded.sort(key=lambda item: (item[0].number, item[0].created, item[0].id))
                 chosen = old_selected.get(str(position))
-                main_key = next((k for k, items in groups.items() if any(v.id == chosen for v, _, _ in items)),
-                                _prompt_key(loaded[-1][0].prompt))
-                for key, items in groups.items():
-                    digest = hashlib.sha256(("\0" if key is None else key).encode("utf-8")).hexdigest()[:6]
-                    pid = f"m{position:03d}-{digest}"
-                    for _, record, meta_path in items:
-                        if record.get("panel_id") != pid:
-                            atomic_write_json(meta_path, {**record, "panel_id": pid})
-                    entry = {"id": pid, "prompt": items[-1][0].prompt,
-                             "position": position if key == main_key else None, "folder": folder.name}
-                    (active if key == main_key else left).append(entry)
-                    if any(v.id == chosen for v, _, _ in items):
-                        selected[pid] = chosen
-            data["panels"] = active + left
+                main = next((v for v, _, _ in loaded if v.id == chosen), loaded[-1][0])
+                for version, record, meta_path in loaded:
+                    key = _prompt_key(version.prompt)
+                    if key is None:
+                        key, pid = ("unknown", position), f"m{position:03d}-unknown"
+                    else:
+                        pid = "m-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:10]
+                    group = groups.setdefault(key, {"id": pid, "prompt": None, "folders": [], "position": None})
+                    group["prompt"] = version.prompt  # the newest wording
+                    if folder.name not in group["folders"]:
+                        group["folders"].append(folder.name)
+                    if record.get("panel_id") != pid:
+                        atomic_write_json(meta_path, {**record, "panel_id": pid})
+                    if version.id == main.id and group["position"] is None:
+                        group["position"] = position
+                        if version.id == chosen:
+                            selected[pid] = chosen
+            entries = sorted(groups.values(), key=lambda g: (g["position"] is None, g["position"] or 0))
+            data["panels"] = entries
             data["selected"] = selected
             data["format_version"] = FORMAT_VERSION
             self._save_manifest(data)
         log.info("migrated %s to project format %d (%d panels with renders)", self.path, FORMAT_VERSION,
-                 len(active) + len(left))
+                 len(entries))
         self._sync_script(self.read_script())
 
 
