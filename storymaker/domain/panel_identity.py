@@ -37,11 +37,13 @@ from typing import Callable, Sequence
 
 #: How similar (0..1, difflib ratio of words or of characters) an edited prompt must be to its old
 #: wording to stay the same panel. 0.6 keeps "[Mara] stands on a cliff" -> "[Mara] stands on a
-#: rocky cliff at dusk" (0.73) and every one-key edit of a prompt; "[Mara] stands on a rocky cliff at
-#: dusk" -> "[Mara] and [Theo] drink tea beside the great lamp" (0.46) is a new panel.
+#: rocky cliff at dusk" (0.77) and a one-key edit of any prompt of three or more letters (the script
+#: is saved as it is typed); "[Mara] stands on a rocky cliff at dusk" -> "[Mara] and [Theo] drink
+#: tea beside the great lamp" (0.12) and "a cat" -> "a dog" (0.5) are new panels.
 EDIT_SIMILARITY = 0.6
 
 _TOKEN_RE = re.compile(r"\[[^\]]*\]|\w+")
+_CHARS_FROM = 0.3  # word ratio from which the character ratio is computed too (see _Similar.to)
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,35 @@ def same_prompt(a: str | None, b: str | None) -> bool:
 
 def similarity(a: str, b: str) -> float:
     """How alike two prompts are (0..1): the larger of the word and the character difflib ratios."""
-    na, nb = normalize_prompt(a), normalize_prompt(b)
-    words = difflib.SequenceMatcher(None, _TOKEN_RE.findall(na), _TOKEN_RE.findall(nb), autojunk=False)
-    chars = difflib.SequenceMatcher(None, na, nb, autojunk=False)
-    return max(words.ratio(), chars.ratio())
+    return _Similar(a).to(b, 0.0)
+
+
+class _Similar:
+    """:func:`similarity` against one prompt, for many others: difflib caches the prompt's side,
+    and its cheap upper bounds skip the full ratio when it cannot reach the cut-off."""
+
+    def __init__(self, prompt: str):
+        text = normalize_prompt(prompt)
+        self.chars = difflib.SequenceMatcher(None, autojunk=False)
+        self.chars.set_seq2(text)
+        self.words = difflib.SequenceMatcher(None, autojunk=False)
+        self.words.set_seq2(_TOKEN_RE.findall(text))
+
+    def to(self, other: str, cutoff: float) -> float:
+        """The similarity to ``other``, or 0.0 when it is certainly below ``cutoff`` or shares
+        under a third of its words (then the slower character ratio is not worth computing; prompts
+        of one or two words, where a half-typed word is most of the prompt, always get it)."""
+        text = normalize_prompt(other)
+        tokens = _TOKEN_RE.findall(text)
+        self.words.set_seq1(tokens)
+        best = self.words.ratio() if self.words.quick_ratio() >= min(cutoff, _CHARS_FROM) else 0.0
+        short = min(len(tokens), len(self.words.b)) <= 2
+        if best >= _CHARS_FROM or short:
+            self.chars.set_seq1(text)
+            bar = max(cutoff, best)
+            if self.chars.real_quick_ratio() > bar and self.chars.quick_ratio() > bar:
+                best = max(best, self.chars.ratio())
+        return best if best >= cutoff else 0.0
 
 
 def new_panel_id() -> str:
@@ -136,9 +163,10 @@ def match_panels(
         for i in old_range:
             if i in used or active[i].prompt is None:
                 continue
+            similar = _Similar(active[i].prompt)
             for j in new_range:
                 if j not in pairs:
-                    score = similarity(active[i].prompt, prompts[j])
+                    score = similar.to(prompts[j], EDIT_SIMILARITY)
                     if score >= EDIT_SIMILARITY:
                         candidates.append((-score, abs((i - old_range.start) - (j - new_range.start)), i, j))
         for _, _, i, j in sorted(candidates):
