@@ -309,3 +309,19 @@ def test_similarity_threshold_examples_from_the_docstring():
     assert similarity("[Mara] stands on a rocky cliff at dusk",
                       "[Mara] and [Theo] drink tea beside the great lamp") < EDIT_SIMILARITY
     assert similarity(B, B_EDITED) >= EDIT_SIMILARITY and similarity(B, X) < EDIT_SIMILARITY
+
+
+def test_a_format_1_archive_is_migrated_when_imported(tmp_path):
+    import zipfile
+
+    from storymaker.services.storage import import_zip
+
+    path, v = legacy_project(tmp_path)
+    archive = tmp_path / "old.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for item in path.rglob("*"):
+            if item.is_file() and not item.name.startswith("."):
+                zf.write(item, item.relative_to(path).as_posix())
+    project = import_zip(archive, tmp_path / "imported")
+    assert project.manifest()["format_version"] == 2
+    assert [p.selected.id for p in project.panel_renders([N, A, B])] == [v["n1"], v["a2"], v["b1"]]

@@ -189,3 +189,27 @@ def test_concurrent_versions_get_unique_ids(tmp_path):
     ids = [v.id for v in Project.open(tmp_path / "p").versions(0)]
     assert len(ids) == 12 and len(set(ids)) == 12
     assert sorted(int(i.split("-")[0]) for i in ids) == list(range(1, 13))
+
+
+def test_panel_ids_remember_only_what_is_worth_remembering(project):
+    ids = project.panel_ids(["a harbour", "a street", "a hill"])
+    written = project.manifest_path.read_bytes()
+    assert project.panel_ids(["a harbour", "a street", "a hill"]) == ids  # stable
+    assert project.manifest_path.read_bytes() == written  # and nothing rewritten
+    kept = project.add_version(ids[1], image(), {"seed": 1, "source_prompt": "a street"})
+    project.write_script("a harbour\n")  # the street (rendered) and the hill (never rendered) leave
+    known = {k.id: k for k in project.known_panels()}
+    assert set(known) == {ids[0], ids[1]} and known[ids[1]].position is None
+    assert project.versions(ids[1]) == [kept] and project.selected(1) is None  # no panel 2 any more
+    project.write_script("a harbour\n\na street\n")
+    assert project.panel_ids(["a harbour", "a street"]) == ids[:2] and project.selected(1) == kept
+
+
+def test_a_render_for_a_panel_that_left_meanwhile_is_kept_under_its_id(project):
+    [pid] = project.panel_ids(["a street"])
+    project.write_script("a harbour\n")  # the street leaves (no render yet): forgotten
+    assert pid not in {k.id for k in project.known_panels()}
+    version = project.add_version(pid, image(), {"seed": 3, "source_prompt": "a street"})
+    assert project.versions(pid) == [version]  # the render of the street finished: remembered
+    project.write_script("a harbour\n\na street\n")
+    assert project.selected(1) == version
