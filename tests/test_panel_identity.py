@@ -203,30 +203,32 @@ def test_typing_a_new_panel_and_retyping_a_word_keep_the_other_panels_ids(tmp_pa
     assert project.panel_ids([new, A, edited, C])[1:] == ids
 
 
-def legacy_version(project_dir: Path, folder: str, number: int, prompt: str | None, color: str) -> str:
-    """A render as format 1 wrote it: panels/NNN/<id>.png + .json, the record naming no panel id."""
-    vid = f"{number:04d}-{number:06x}"
+def legacy_version(project_dir: Path, folder: str, day: int, prompt: str | None, color: str) -> str:
+    """A render as format 1 wrote it: panels/NNN/<number>-<hex>.png + .json (numbered per folder),
+    the record naming no panel id."""
     target = project_dir / "panels" / folder
     target.mkdir(parents=True, exist_ok=True)
+    vid = f"{len(list(target.glob('*.json'))) + 1:04d}-{day:06x}"
     Image.new("RGB", (16, 16), color).save(target / f"{vid}.png")
-    meta = {"seed": number, **({"source_prompt": prompt} if prompt is not None else {})}
-    record = {"id": vid, "panel_index": int(folder), "seed": number, "created": f"2026-01-0{number}T00:00:00Z",
+    meta = {"seed": day, **({"source_prompt": prompt} if prompt is not None else {})}
+    record = {"id": vid, "panel_index": int(folder), "seed": day, "created": f"2026-01-0{day}T00:00:00Z",
               "image": f"{vid}.png", "meta": meta}
     (target / f"{vid}.json").write_text(json.dumps(record), encoding="utf-8")
     return vid
 
 
 def legacy_project(tmp_path) -> tuple[Path, dict[str, str]]:
-    """The old bug's history: [A, B] rendered; N inserted above; N and A rendered again, so
-    panels/000 mixes A and N, panels/001 mixes B and A; an unlabelled render in panels/005."""
+    """The old bug's history: [A, B] rendered, B twice; N inserted above; A and N rendered again,
+    so panels/000 mixes A and N and panels/001 mixes B and A; an unlabelled render in panels/005."""
     path = tmp_path / "old"
     Project.create(path)
     v = {
         "a1": legacy_version(path, "000", 1, A, "red"),
         "b1": legacy_version(path, "001", 2, B, "blue"),
-        "n1": legacy_version(path, "000", 3, N, "white"),
-        "a2": legacy_version(path, "001", 4, A, "orange"),
-        "u1": legacy_version(path, "005", 5, None, "black"),
+        "b2": legacy_version(path, "001", 3, B, "navy"),
+        "a2": legacy_version(path, "001", 4, A, "orange"),  # number 3 of its folder, newer than a1
+        "n1": legacy_version(path, "000", 5, N, "white"),
+        "u1": legacy_version(path, "005", 6, None, "black"),
     }
     manifest = json.loads((path / "project.json").read_text())
     manifest.update(format_version=1, selected={"0": v["n1"], "1": v["b1"]})
@@ -241,13 +243,27 @@ def test_format_1_projects_migrate_without_losing_or_misplacing_a_version(tmp_pa
     project = Project.open(path)
     assert project.manifest()["format_version"] == 2
     panels = project.panel_renders([N, A, B])
-    assert [[x.id for x in p.versions] for p in panels] == [[v["n1"]], [v["a1"], v["a2"]], [v["b1"]]]
-    assert [p.selected.id for p in panels] == [v["n1"], v["a2"], v["b1"]]
+    assert [[x.id for x in p.versions] for p in panels] == [[v["n1"]], [v["a1"], v["a2"]], [v["b1"], v["b2"]]]
+    assert [p.selected.id for p in panels] == [v["n1"], v["a2"], v["b1"]]  # b1: chosen in format 1
     assert not any(p.changed for p in panels)
     everything = {x.id for k in project.known_panels() for x in project.versions(k.id)}
     assert everything == set(v.values())  # the unlabelled render is kept too, as a panel that left
     assert all(x.image_path.is_file() for k in project.known_panels() for x in project.versions(k.id))
     assert Project.open(path).panel_renders([N, A, B]) == panels  # opening again changes nothing
+
+
+def test_a_migrated_panels_versions_are_in_the_order_they_were_made(tmp_path):
+    path = tmp_path / "old"
+    Project.create(path)
+    legacy_version(path, "000", 1, B, "blue")  # [B, A] rendered
+    a = [legacy_version(path, "001", day, A, "red") for day in (2, 3, 4)]  # A three times
+    a.append(legacy_version(path, "000", 5, A, "orange"))  # reordered to [A, B]; A again: 000's 2nd
+    manifest = json.loads((path / "project.json").read_text())
+    manifest.update(format_version=1, selected={})
+    (path / "project.json").write_text(json.dumps(manifest))
+    (path / "story.txt").write_text(script(A, B), encoding="utf-8")
+    first = Project.open(path).panel_renders([A, B])[0]
+    assert [x.id for x in first.versions] == a and first.selected.id == a[-1]  # the newest
 
 
 def test_an_interrupted_migration_is_done_again_the_same_way(tmp_path, monkeypatch):
@@ -269,7 +285,7 @@ def test_an_interrupted_migration_is_done_again_the_same_way(tmp_path, monkeypat
     monkeypatch.undo()
     assert json.loads((path / "project.json").read_text())["format_version"] == 1
     panels = Project.open(path).panel_renders([N, A, B])
-    assert [[x.id for x in p.versions] for p in panels] == [[v["n1"]], [v["a1"], v["a2"]], [v["b1"]]]
+    assert [[x.id for x in p.versions] for p in panels] == [[v["n1"]], [v["a1"], v["a2"]], [v["b1"], v["b2"]]]
 
 
 # -- the matching rules (storymaker.domain.panel_identity) ------------------------------------------

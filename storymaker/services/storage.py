@@ -536,7 +536,8 @@ class Project:
                 version = self._load_version(meta_path)
                 if version is not None and version.panel_id == entry["id"]:
                     found.append(version)
-        return sorted(found, key=lambda v: (v.number, v.created, v.id))
+        # by time: a migrated panel's versions come from several folders, each numbered on its own
+        return sorted(found, key=lambda v: (v.created, v.number, v.id))
 
     def versions(self, panel: str | int) -> list[PanelVersion]:
         """Every saved version of a panel (an id, or a position in the script as last matched),
@@ -549,7 +550,8 @@ class Project:
         for version in self._versions_in(entry) if entry is not None else []:
             if version.id == version_id:
                 return entry["id"], version
-        raise ProjectError(f"{_panel_name(panel)} has no version {version_id!r}; render it or pick one of its versions.")
+        raise ProjectError(
+            f"{_panel_name(panel)} has no version {version_id!r}; render it or pick one of its versions.")
 
     def select(self, panel: str | int, version_id: str) -> PanelVersion:
         """Make ``version_id`` the panel's selected version (ProjectError if unknown)."""
