@@ -178,10 +178,11 @@ class GpuWorker:
         """Load the pipeline (``backend.prepare()``) and the encoders now, once.
 
         In ZeroGPU mode the app calls this before launching: the models are placed on ``cuda`` at
-        start-up, where ZeroGPU expects them. A missing perception model is logged, not fatal (the
-        registry says what is missing when a character is registered); a missing pipeline is fatal.
+        start-up, where ZeroGPU expects them. A perception model that cannot load is logged, not
+        fatal (the registry says what is missing when a character is registered); a pipeline that
+        cannot load is fatal (its StoryMakerError says what to do).
         """
-        from ..errors import WeightsNotFoundError
+        from ..errors import StoryMakerError
 
         if self.started:
             return
@@ -194,7 +195,35 @@ class GpuWorker:
                 load = getattr(component, "load", None)
                 if load is not None:
                     load()
-            except WeightsNotFoundError as err:
+            except StoryMakerError as err:
                 logger.warning("not loaded at start-up: %s", err)
         self.started = True
         logger.info("GPU worker ready (ZeroGPU mode: %s)", "on" if self.zero_gpu else "off")
+
+
+def story_work(story: Any, settings: "Settings", indices: Sequence[int] | None = None,
+               default_size: tuple[int, int] | None = None, default_steps: int | None = None) -> list[PanelWork]:
+    """The panels ``indices`` (all by default) of ``story`` as :class:`PanelWork`, sizes and steps
+    resolved as the render engine resolves them (panel, then story, then the defaults)."""
+    width, height = default_size or (settings.width, settings.height)
+    steps = default_steps or settings.steps
+    chosen = range(len(story.panels)) if indices is None else indices
+    work = []
+    for index in chosen:
+        if not 0 <= index < len(story.panels):
+            continue
+        panel = story.panels[index]
+        w, h = panel.size or story.size or (width, height)
+        work.append(PanelWork(int(w), int(h), int(panel.steps or story.steps or steps)))
+    return work
+
+
+def check_story_sizes(story: Any, settings: "Settings", indices: Sequence[int] | None = None,
+                      default_size: tuple[int, int] | None = None) -> None:
+    """Refuse, before any panel renders, a story whose panels are larger than
+    ``settings.max_panel_side`` (:class:`InvalidInputError` naming the panels)."""
+    from ..config import check_panel_size
+
+    for index in range(len(story.panels)) if indices is None else indices:
+        for panel in story_work(story, settings, [index], default_size):
+            check_panel_size(panel.width, panel.height, settings, what=f"Panel {index + 1}: size")
