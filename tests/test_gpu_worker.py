@@ -214,8 +214,12 @@ def test_render_to_a_folder_that_cannot_be_written_fails_before_any_panel(tmp_pa
     rc = _cli(["render", str(story), "--project", str(project), "--out", str(blocker / "comic.pdf"),
                "--backend", "draft", "--size", "64x64"])
     err = capsys.readouterr().err
-    assert rc == 2 and "cannot be written" in err and "Nothing was rendered" in err
+    assert rc == 2 and "is a file, not a folder" in err and "Nothing was rendered" in err
     assert "Traceback" not in err and not project.exists()
+    rc = _cli(["render", str(story), "--project", str(project), "--out", "/proc/storymaker-test/comic.pdf",
+               "--backend", "draft", "--size", "64x64"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot be written" in err and "Traceback" not in err and not project.exists()
 
 
 def test_render_size_above_the_maximum_fails_before_any_panel(tmp_path, capsys, monkeypatch):

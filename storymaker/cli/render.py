@@ -160,6 +160,9 @@ def check_output(out: Path, text: str) -> None:
     """Fail now, before any model loads or any panel renders, if the comic cannot be written to
     ``out``: its folder is created if absent and a scratch file is written and removed there."""
     folder = out.parent if str(out.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"--out {text!r}: {str(folder)!r} is a file, not a folder; pick a folder you can "
+                                "write to. Nothing was rendered.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".storymaker-write-test-"):
