@@ -36,8 +36,9 @@ class Perception:
     """Face analysis, person segmentation and the CLIP image encoder used to register characters,
     and the pose estimator that extracts poses from photos.
 
-    Each is a zero-argument factory called on first use (the real models load lazily).
-    ``label`` says what they are when they are not the real models (shown with their results).
+    The first three are zero-argument factories called on first use (the real models load
+    lazily); ``pose_estimator(settings, **options)`` makes the estimator. ``label`` says what they
+    are when they are not the real models (shown with their results).
     """
 
     face_analyzer: Callable[[], Any]

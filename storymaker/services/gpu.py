@@ -139,7 +139,6 @@ class GpuWorker:
                     state["value"] = self.guard(factory())
                 return state["value"]
 
-        get.loaded = lambda: "value" in state  # type: ignore[attr-defined]
         return get
 
     # -- the Spaces wrapping ---------------------------------------------------------------------
