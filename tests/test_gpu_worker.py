@@ -149,6 +149,9 @@ def test_cancel_pressed_while_queued_is_kept(tmp_path):
     from storymaker.ui.context import CancelFlags
 
     flags = CancelFlags(tmp_path)
+    flags.arm("gone")  # an expired session's folder is not brought back
+    assert not (tmp_path / "gone").exists()
+    (tmp_path / "s1").mkdir()
     flags.arm("s1")  # the click: the render is queued
     assert flags.cancel("s1")  # Cancel while it waits
     event = flags.fresh("s1")  # the render leaves the queue

@@ -86,10 +86,12 @@ class CancelFlags:
         return Path(root) / safe / ".cancel"  # in the session's folder: removed with it
 
     def arm(self, sid: str) -> CancelEvent:
-        """A new, clear flag for the render of ``sid`` that is about to be queued."""
+        """A new, clear flag for the render of ``sid`` that is about to be queued. An expired
+        session's folder is not brought back (the render then says the session expired)."""
         event = CancelEvent(self._path(sid), uuid.uuid4().hex)
         with self._lock:
-            _write_flag(event.path, event.token, ARMED)
+            if self.root is None or event.path.parent.is_dir():
+                _write_flag(event.path, event.token, ARMED)
         return event
 
     def fresh(self, sid: str) -> CancelEvent:
