@@ -18,6 +18,7 @@ from .errors import ConfigError
 ENV_PREFIX = "STORYMAKER_"
 
 BACKENDS = ("auto", "storymaker", "draft", "tiny")
+ZERO_GPU_MODES = ("auto", "on", "off")
 
 
 def _default_data_dir() -> Path:
@@ -50,6 +51,13 @@ class Settings:
     vae_slicing: bool = True
     vae_tiling: bool = False
     fuse_lora: bool = True
+    # ZeroGPU (Hugging Face Spaces): "auto" (on when SPACES_ZERO_GPU is set), "on" or "off". On: the
+    # pipeline and encoders load at start-up and each GPU call asks spaces.GPU for a duration
+    # computed from the work (panels x steps), at most gpu_duration_max seconds.
+    zero_gpu: str = "auto"
+    gpu_duration_max: int = 300
+    # Estimated seconds per denoising step of a 1-megapixel panel on the Space's GPU.
+    gpu_step_seconds: float = 0.3
 
     # Render defaults (the authors' demo values).
     width: int = 960
@@ -60,6 +68,9 @@ class Settings:
     lora_scale: float = 0.8
     controlnet_conditioning_scale: float = 0.7
     negative_prompt: str = "bad quality, NSFW, low quality, ugly, disfigured, deformed"
+
+    # Largest panel side in pixels that a render accepts (script, Render tab and CLI alike).
+    max_panel_side: int = 2048
 
     # App limits.
     max_upload_mb: int = 20
@@ -95,6 +106,23 @@ class Settings:
                 "positive multiples of 8."
             )
 
+        zero = str(self.zero_gpu).strip().lower()
+        zero = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off", "": "auto"}.get(zero, zero)
+        if zero not in ZERO_GPU_MODES:
+            raise ConfigError(
+                f"{ENV_PREFIX}ZERO_GPU={self.zero_gpu!r} is not understood: use auto (on when SPACES_ZERO_GPU "
+                "is set), on or off."
+            )
+        object.__setattr__(self, "zero_gpu", zero)
+        if self.gpu_duration_max < 10 or self.gpu_step_seconds <= 0:
+            raise ConfigError(
+                f"{ENV_PREFIX}GPU_DURATION_MAX must be at least 10 seconds and {ENV_PREFIX}GPU_STEP_SECONDS "
+                "above 0."
+            )
+        if self.max_panel_side < 64 or self.max_panel_side % 8:
+            raise ConfigError(f"{ENV_PREFIX}MAX_PANEL_SIDE={self.max_panel_side}: use a multiple of 8, at least 64.")
+        check_panel_size(self.width, self.height, self, what="Default size")
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -105,6 +133,20 @@ class Settings:
     @property
     def sessions_dir(self) -> Path:
         return Path(self.data_dir) / "sessions"
+
+
+def check_panel_size(width: int, height: int, settings: "Settings", *, what: str = "Panel size") -> None:
+    """Refuse a panel size above ``settings.max_panel_side`` before any work, saying what to do
+    (:class:`InvalidInputError`; :class:`ConfigError` for the settings' own default size)."""
+    from .errors import InvalidInputError
+
+    limit = settings.max_panel_side
+    if width > limit or height > limit:
+        error = ConfigError if what == "Default size" else InvalidInputError
+        raise error(
+            f"{what} {width}x{height} is above the largest panel side this app renders ({limit} pixels): "
+            f"use a smaller size (e.g. 960x1280), or raise {ENV_PREFIX}MAX_PANEL_SIDE if the GPU has the memory."
+        )
 
 
 def _field_type(f: dataclasses.Field) -> type:

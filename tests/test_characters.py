@@ -242,7 +242,7 @@ def test_failed_write_leaves_nothing(project, encoder, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(module, "_embeddings_bytes", broken)
+    monkeypatch.setattr(module, "embeddings_bytes", broken)
     with pytest.raises(ProjectError, match="No space left"):
         registry.add(preview)
     assert registry.list() == []
@@ -360,8 +360,13 @@ def test_real_perception_end_to_end_on_tiny_models(tmp_path, monkeypatch):
     seg_model = build_tiny_u2net(tmp_path / "u2net" / "u2net_human_seg.onnx")
     # A path to the .onnx (not the bare name): the process-wide shared segmenter is keyed by it.
     settings = Settings(face_model=str(pack), segmentation_model=str(seg_model), image_encoder="tiny-clip-test")
+    from storymaker.perception.clip import shared_image_encoder
+    from storymaker.services.container import build_services
+
     model = tiny_image_encoder()
-    registry = CharacterRegistry.for_project(tmp_path / "project", settings, backend="storymaker", image_encoder_model=model)
+    shared_image_encoder(settings, model=model)  # what loading the storymaker pipeline does
+    services = build_services(settings, backend="storymaker")
+    registry = services.character_registry(tmp_path / "project")
     assert registry.image_encoder.model is model  # the pipeline's instance, not a second copy
     photo = bright_square_photo()
     preview = registry.analyze("Tess", _png(photo))
@@ -372,7 +377,7 @@ def test_real_perception_end_to_end_on_tiny_models(tmp_path, monkeypatch):
     assert preview.clip_character.shape == (257, 32)
     assert abs(float(preview.face_id.norm()) - 1.0) < 1e-5
     character = registry.add(preview)
-    again = CharacterRegistry.for_project(tmp_path / "project", settings, backend="storymaker", image_encoder_model=model)
+    again = build_services(settings, backend="storymaker").character_registry(tmp_path / "project")
     cond = again.conditioning("tess")
     assert again.encoder_passes == 0 and torch.equal(cond.face_id, preview.face_id)
     assert character.face_model == "tinypack" and character.image_encoder == "tiny-clip-test"
@@ -382,7 +387,9 @@ def test_real_backend_offline_says_what_is_missing(project):
     from storymaker.config import Settings
     from storymaker.errors import WeightsNotFoundError
 
-    registry = CharacterRegistry.for_project(project, Settings.from_env(), backend="storymaker")
+    from storymaker.services.container import build_services
+
+    registry = build_services(Settings.from_env(), backend="storymaker").character_registry(project)
     with pytest.raises(WeightsNotFoundError) as info:
         registry.register("Eileen", PHOTO)
     message = str(info.value)  # every missing model at once, each with how to provide it
@@ -434,12 +441,22 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     assert "10x10" in capsys.readouterr().err and not project.exists()
 
 
-def test_cli_default_backend_offline_fails_clearly(tmp_path, capsys):
+def test_cli_storymaker_backend_offline_fails_clearly(tmp_path, capsys):
     project = tmp_path / "p"
-    assert _cli(["characters", "add", "Eileen", str(PHOTO), "--project", str(project)]) == 2
+    assert _cli(["characters", "add", "Eileen", str(PHOTO), "--project", str(project), "--backend", "storymaker"]) == 2
     err = capsys.readouterr().err
     assert "buffalo_l" in err and "--backend tiny" in err
     assert not project.exists()
+
+
+def test_cli_default_backend_offline_falls_back_like_the_app(tmp_path, capsys):
+    """One wiring for the app and the CLI: without the registration weights the default (auto)
+    registers with the labelled stand-ins, as the app's draft mode does, and says so."""
+    project = tmp_path / "p"
+    assert _cli(["characters", "add", "Eileen", str(PHOTO), "--project", str(project)]) == 0
+    captured = capsys.readouterr()
+    assert "stand-ins" in captured.err and "buffalo_l" in captured.err
+    assert "Registered Eileen" in captured.out and "not a real image encoder" in captured.out
 
 
 def test_cli_list_of_a_folder_that_is_not_a_project(tmp_path, capsys):

@@ -1,15 +1,19 @@
 """`python -m storymaker characters ...`: register, list, rename, describe, dress and remove characters.
 
-    characters add NAME PHOTO [--description TEXT] [--mask MASK] --project DIR [--backend storymaker|tiny]
+    characters add NAME PHOTO [--description TEXT] [--mask MASK] --project DIR [--backend ...]
     characters list --project DIR
     characters remove NAME --project DIR
     characters rename NAME NEW_NAME --project DIR
     characters describe NAME TEXT --project DIR
     characters outfit NAME OUTFIT IMAGE --project DIR [--backend ...]
 
-``--backend tiny`` uses the labelled stand-ins (OpenCV face boxes, GrabCut mask, tiny random CLIP):
-it works offline on any machine. The default uses insightface, rembg and CLIP ViT-H/14 and says
-clearly which weights are missing. Bad input: the message on stderr, exit status 2, nothing written.
+The components are wired as the app wires them (``Services.character_registry``): ``--backend
+storymaker`` uses insightface, rembg and CLIP ViT-H/14 and says clearly which weights are missing;
+``--backend tiny`` uses the labelled stand-ins (OpenCV face boxes, GrabCut mask, tiny random CLIP),
+offline on any machine; the default (``STORYMAKER_BACKEND``, "auto") does what the app does: the real
+models when their weights are here, else draft mode's stand-ins, said on stderr (such characters are
+re-encoded once the real models are configured). Bad input: the message on stderr, exit status 2,
+nothing written.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import Settings
+import sys
+
+from ..config import BACKENDS, Settings
 from ..errors import ProjectError
 
-CHARACTER_BACKENDS = ("storymaker", "tiny")
+CHARACTER_BACKENDS = BACKENDS
 
 
 def register(subparsers) -> None:
@@ -39,8 +45,8 @@ def register(subparsers) -> None:
         p.add_argument(
             "--backend", choices=CHARACTER_BACKENDS, default=None,
             help="storymaker: insightface + rembg + CLIP ViT-H/14 (real weights); tiny: offline stand-ins "
-                 "(not real face analysis; for tests and smoke runs). Default: STORYMAKER_BACKEND "
-                 "(tiny if it is tiny, else storymaker)",
+                 "(not real face analysis; for tests and smoke runs); auto/draft: as the app does (the real "
+                 "models when their weights are here, else the stand-ins). Default: STORYMAKER_BACKEND",
         )
 
     add = sub.add_parser("add", help="register a character from one photo (one clear face)")
@@ -83,20 +89,25 @@ def register(subparsers) -> None:
 
 
 def _backend(args: argparse.Namespace, settings: Settings) -> str:
-    chosen = getattr(args, "backend", None)
-    if chosen:
-        return chosen
-    return "tiny" if settings.backend == "tiny" else "storymaker"
+    return getattr(args, "backend", None) or settings.backend
 
 
-def _registry(project_dir: Path, settings: Settings, backend: str = "storymaker"):
-    from ..services.characters import CharacterRegistry
+def _registry(project_dir: Path, settings: Settings, backend: str = "draft", *, announce: bool = False):
+    """The project's registry, wired by the services container as in the app. ``announce``: say on
+    stderr when the stand-ins replace the real models (a backend other than tiny asked for)."""
+    from ..services.container import build_services, missing_perception
 
-    return CharacterRegistry.for_project(project_dir, settings, backend=backend)
+    services = build_services(settings, backend=backend)
+    if announce and services.perception.label and backend != "tiny":
+        print(f"note: the registration models are missing ({', '.join(missing_perception(settings))}), so "
+              f"characters are registered with the {services.perception.label}; they are re-encoded once the "
+              "real models are configured (python -m storymaker doctor).", file=sys.stderr)
+    return services.character_registry(project_dir)
 
 
-def _existing_registry(args: argparse.Namespace, settings: Settings, backend: str = "storymaker"):
-    """The registry of the existing project ``--project`` (list/remove/rename never create one)."""
+def _existing_registry(args: argparse.Namespace, settings: Settings, backend: str = "draft"):
+    """The registry of the existing project ``--project`` (list/remove/rename never create one;
+    they run no model, so no backend is chosen for them)."""
     project_dir = Path(args.project).expanduser()
     _open_project(project_dir)
     return _registry(project_dir, settings, backend)
@@ -117,7 +128,7 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
     from ..services.storage import Project
 
     project_dir = Path(args.project).expanduser()
-    registry = _registry(project_dir, settings, _backend(args, settings))
+    registry = _registry(project_dir, settings, _backend(args, settings), announce=True)
     # Everything is checked and computed before anything is written.
     preview = registry.analyze(args.name, args.photo, description=args.description, mask=args.mask)
     if not Project.is_project(project_dir) and not (project_dir / "characters").is_dir():
@@ -165,7 +176,10 @@ def run_describe(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_outfit(args: argparse.Namespace, settings: Settings) -> int:
-    character = _existing_registry(args, settings, _backend(args, settings)).add_outfit(args.name, args.outfit, args.image)
+    project_dir = Path(args.project).expanduser()
+    _open_project(project_dir)
+    registry = _registry(project_dir, settings, _backend(args, settings), announce=True)
+    character = registry.add_outfit(args.name, args.outfit, args.image)
     print(f"{character.name} outfits: {', '.join(o.name for o in character.outfits)} "
           f"(use  outfit: {character.name}={args.outfit}  under a panel)")
     return 0

@@ -116,10 +116,11 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_extract(args: argparse.Namespace, settings: Settings) -> int:
-    from ..perception.pose import OpenposeEstimator
+    from ..services.container import build_services
 
     library = _library(args.project, must_exist=True)
-    estimator = OpenposeEstimator.from_settings(settings, detect_resolution=args.detect_resolution)
+    # The estimator as the app gets it: from the services, its model calls through the GPU worker.
+    estimator = build_services(settings, backend="draft").pose_estimator(detect_resolution=args.detect_resolution)
     pose = library.extract(
         args.photo, args.name, estimator, description=args.description, overwrite=args.overwrite
     )

@@ -10,10 +10,11 @@ import argparse
 import dataclasses
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
-from ..config import BACKENDS, Settings
-from ..errors import InvalidInputError, RenderError
+from ..config import BACKENDS, Settings, check_panel_size
+from ..errors import InvalidInputError, ProjectError, RenderError
 
 logger = logging.getLogger(__name__)
 
@@ -155,15 +156,37 @@ def _progress_bar(story, indices, backend_name: str):
     return bar, progress
 
 
+def check_output(out: Path, text: str) -> None:
+    """Fail now, before any model loads or any panel renders, if the comic cannot be written to
+    ``out``: its folder is created if absent and a scratch file is written and removed there."""
+    folder = out.parent if str(out.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"--out {text!r}: {str(folder)!r} is a file, not a folder; pick a folder you can "
+                                "write to. Nothing was rendered.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".storymaker-write-test-"):
+            pass
+    except OSError as err:
+        raise InvalidInputError(
+            f"--out {text!r}: the folder {str(folder)!r} cannot be written ({err.strerror or err}); "
+            "pick a folder you can write to. Nothing was rendered."
+        ) from None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from ..services.container import build_services
+    from ..services.gpu import check_story_sizes
 
-    out = Path(args.out)
+    out = Path(args.out).expanduser()
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise InvalidInputError(f"--out {args.out!r}: write a .pdf or a .png file.")
     if out.exists() and not args.overwrite:
         raise InvalidInputError(f"{args.out} exists: pass --overwrite to replace it, or pick another name.")
+    check_output(out, args.out)
     size = parse_size(args.size) if args.size else None
+    if size is not None:
+        check_panel_size(*size, settings, what="--size")
     if args.steps is not None and args.steps < 1:
         raise InvalidInputError("--steps must be at least 1.")
     if args.backend:
@@ -181,6 +204,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not story.panels:
         raise InvalidInputError(f"The story {args.story} has no panels: write at least one panel line.")
     indices = parse_panels(args.panels, len(story.panels))
+    check_story_sizes(story, settings, indices)  # before any panel renders
     if Path(args.story).suffix.lower() in (".txt", ".story"):
         project.write_script(Path(args.story).read_text(encoding="utf-8"))
 
@@ -199,7 +223,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     written: list[Path] = []
     if report.finished:  # nothing rendered in this run: do not export older versions as if it had
-        written = write_comic(services, project, story, out, args.layout, overwrite=args.overwrite, poses=poses)
+        try:
+            written = write_comic(services, project, story, out, args.layout, overwrite=args.overwrite, poses=poses)
+        except OSError as err:
+            raise ProjectError(
+                f"The panels are rendered and kept in the project {args.project}, but the comic could not be "
+                f"written to {args.out} ({err.strerror or err}): run the command again with another --out."
+            ) from None
     for path in written:
         print(f"wrote {path}")
     if report.failed or report.cancelled:

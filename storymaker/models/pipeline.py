@@ -121,17 +121,20 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         with_controlnet: bool | None = None,
         download: bool | None = None,
         progress: Callable[[str], None] | None = None,
+        image_encoder: Any | None = None,
     ) -> "StoryMakerPipeline":
         """Load every component that ``settings`` names (hub ids or local paths) and build the pipeline.
 
         ``with_controlnet``: None loads the pose ControlNet when ``settings.controlnet_pose`` is set.
         ``download``: None downloads missing weights unless the hub is offline (``HF_HUB_OFFLINE=1``).
         Missing weights raise :class:`WeightsNotFoundError` naming each model and how to provide it.
+        ``image_encoder``: a CLIP vision model already in memory, used instead of loading a second copy.
         """
         from .weights import load_extra_loras, load_pipeline_components
 
         components, options = load_pipeline_components(
-            settings, with_controlnet=with_controlnet, download=download, progress=progress
+            settings, with_controlnet=with_controlnet, download=download, progress=progress,
+            image_encoder=image_encoder,
         )
         pipe = cls(**components)
         load_extra_loras(pipe, settings)

@@ -524,9 +524,11 @@ def load_pipeline_components(
     with_controlnet: bool | None = None,
     download: bool | None = None,
     progress: Progress | None = None,
+    image_encoder: Any | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load every component of :class:`StoryMakerPipeline` from local files (downloading missing
-    ones when allowed); return ``(constructor kwargs, runtime options)``."""
+    ones when allowed); return ``(constructor kwargs, runtime options)``. ``image_encoder``: a CLIP
+    vision model already in memory (the one registration loaded), used instead of a second copy."""
     import torch
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel, UniPCMultistepScheduler
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
@@ -569,8 +571,11 @@ def load_pipeline_components(
     # The authors' demo renders with UniPC on the base model's noise schedule.
     models["scheduler"] = load("scheduler", UniPCMultistepScheduler.from_pretrained, base, subfolder="scheduler", **common)
     encoder_path = paths["image_encoder"]
-    models["image_encoder"] = load("CLIP image encoder", CLIPVisionModelWithProjection.from_pretrained, encoder_path,
-                                   dtype=dtype, variant=_variant(encoder_path, dtype), **common)
+    if image_encoder is not None:
+        models["image_encoder"] = image_encoder.to(dtype=dtype)
+    else:
+        models["image_encoder"] = load("CLIP image encoder", CLIPVisionModelWithProjection.from_pretrained,
+                                       encoder_path, dtype=dtype, variant=_variant(encoder_path, dtype), **common)
     controlnet = None
     if with_controlnet:
         cn_path = paths["controlnet_pose"]

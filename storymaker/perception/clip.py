@@ -107,7 +107,7 @@ class ClipImageEncoder:
     def check(self) -> None:
         """Raise :class:`WeightsNotFoundError` now if the weights are clearly unavailable: a local
         folder without config.json, or a hub id that is not in the cache while offline."""
-        if self._model is not None or self._factory is not None or self.source is None:
+        if self._model is not None or self.source is None:
             return
         path = Path(self.source).expanduser()
         if path.exists():
@@ -134,6 +134,11 @@ class ClipImageEncoder:
             )
 
     @property
+    def loaded(self) -> bool:
+        """Whether the vision model is in memory (nothing is loaded to answer)."""
+        return self._model is not None
+
+    @property
     def model(self):
         """The vision model (loaded now if it was given as a source)."""
         with self._lock:
@@ -150,6 +155,17 @@ class ClipImageEncoder:
                 self._model = model.to(self.device) if self.device is not None else model
                 log.info("Loaded image encoder %s on %s", self.name, self.device or "cpu")
             return self._model
+
+    def load(self):
+        """Load the vision model now (start-up in ZeroGPU mode); returns it."""
+        return self.model
+
+    def adopt(self, model: Any) -> None:
+        """Use ``model`` (the pipeline's instance) from now on and drop our own copy, if any: the
+        weights stay in memory once."""
+        with self._lock:
+            self._model = model
+            self._factory = None
 
     @property
     def processor(self):
@@ -189,12 +205,40 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_image_encoder(settings: "Settings", model: Any | None = None) -> ClipImageEncoder:
-    """The process-wide encoder for ``settings.image_encoder``; ``model`` (the pipeline's loaded
-    instance) is adopted when given so the weights are in memory once."""
+    """The process-wide encoder for ``settings.image_encoder``.
+
+    Loaded alone it takes the pipeline's device and dtype (``models.weights.resolve_device`` /
+    ``resolve_dtype``), so the pipeline can take this very instance when it loads later;
+    ``model`` (the pipeline's loaded instance) is adopted when given: the weights are in memory once.
+    """
     key = str(settings.image_encoder)
     with _SHARED_LOCK:
         encoder = _SHARED.get(key)
-        if encoder is None or (model is not None and encoder._model is not model):
-            device = None if model is not None else ("auto" if settings.device == "auto" else settings.device)
-            encoder = _SHARED[key] = ClipImageEncoder(model, source=key, name=key, device=device)
+        if encoder is None:
+            encoder = _SHARED[key] = ClipImageEncoder(
+                model, source=key, name=key, factory=None if model is not None else _standalone_loader(settings, key)
+            )
+        elif model is not None and encoder._model is not model:
+            encoder.adopt(model)
         return encoder
+
+
+def loaded_shared_encoder(settings: "Settings") -> Any | None:
+    """The vision model of the shared encoder for ``settings.image_encoder`` if it is in memory
+    already (the pipeline loader reuses it instead of loading a second copy), else None."""
+    with _SHARED_LOCK:
+        encoder = _SHARED.get(str(settings.image_encoder))
+    return encoder._model if encoder is not None else None
+
+
+def _standalone_loader(settings: "Settings", source: str) -> Callable[[], Any]:
+    def load():
+        from ..models.weights import resolve_device, resolve_dtype
+
+        device = resolve_device(settings)
+        dtype = resolve_dtype(settings, device)
+        model = load_clip_vision(source, dtype=dtype).to(device)
+        log.info("Loaded image encoder %s alone on %s (%s)", source, device, dtype)
+        return model
+
+    return load

@@ -15,24 +15,25 @@ can show ``preview.face_overlay``, ``preview.mask``, ``preview.body_crop``, ``pr
 ``registry.conditioning(name, outfit=None)`` returns the :class:`CharacterConditioning` from memory,
 else from disk, and recomputes (from the stored photo and mask) only when the record was made by
 another face model or image encoder than the configured ones. ``registry.stats`` counts the passes.
+
+The file formats and name rules are :mod:`storymaker.services.character_records`; the components
+(face analysis, segmentation, image encoder) come from the services container
+(``Services.character_registry``), the one wiring for the app and the CLI.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import logging
 import re
 import shutil
 import tempfile
 import threading
-import unicodedata
-import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -43,87 +44,33 @@ from ..fsutil import atomic_directory, atomic_write_bytes, atomic_write_json
 from ..images import ImageSource, image_to_png_bytes, load_image, load_mask, read_image
 from ..perception.base import DetectedFace, FaceAnalyzer, ImageEncoder, Segmenter
 from ..perception.crops import CROP_SIZE, character_crop, draw_faces, face_crop, mask_bbox, outfit_crop
+from .character_records import (
+    RECORD_FILE,
+    character_from_json,
+    embeddings_bytes,
+    face_info,
+    new_id,
+    outfit_embeddings_file,
+    read_embeddings,
+    record_dict,
+    record_json,
+    validate_description,
+    validate_name,
+)
 
 if TYPE_CHECKING:
     import torch
 
-    from ..config import Settings
     from ..models.conditioning import CharacterConditioning
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-RECORD_FILE = "character.json"
 PREVIEW_FILE = "preview.png"
 OUTFITS_DIR = "outfits"
 #: Longest side of a stored character photo (bigger photos are downscaled while loading).
 MAX_PHOTO_SIDE = 2048
 #: Smallest usable face: the shorter side of its box, in pixels of the (downscaled) photo.
 MIN_FACE_SIZE = 64
-MAX_NAME_LENGTH = 40
-MAX_DESCRIPTION_LENGTH = 200
-# Characters with a meaning in the story script: [Name], Name: "line", outfit: Name=outfit, a, b
-_SCRIPT_CHARS = '[]:=,"'
-
-
-# --------------------------------------------------------------------------------------------
-# Names
-
-
-def validate_name(name: object, *, what: str = "character name") -> str:
-    """The cleaned name, or :class:`CharacterError` saying what is wrong with it."""
-    if not isinstance(name, str):
-        raise CharacterError(f"The {what} must be text.")
-    clean = unicodedata.normalize("NFC", name).strip()
-    if not clean:
-        raise CharacterError(f"The {what} is empty: type a name such as 'Mia'.")
-    if any(unicodedata.category(ch).startswith("C") for ch in clean):
-        raise CharacterError(f"The {what} {clean!r} contains control characters: use letters, digits and spaces.")
-    if "/" in clean or "\\" in clean or ".." in clean:
-        raise CharacterError(f"The {what} {clean!r} contains '/', '\\' or '..': use letters, digits and spaces.")
-    bad = sorted({ch for ch in clean if ch in _SCRIPT_CHARS})
-    if bad:
-        raise CharacterError(
-            f"The {what} {clean!r} contains {' '.join(bad)}, which the story script uses "
-            "([Name], Name: \"line\", outfit: Name=outfit): leave them out."
-        )
-    if len(clean) > MAX_NAME_LENGTH:
-        raise CharacterError(f"The {what} is {len(clean)} characters long: keep it to {MAX_NAME_LENGTH} or fewer.")
-    return re.sub(r"\s+", " ", clean)
-
-
-def validate_description(description: object) -> str:
-    if description is None:
-        return ""
-    if not isinstance(description, str):
-        raise CharacterError("The description must be text, e.g. 'a woman with red hair'.")
-    clean = re.sub(r"\s+", " ", unicodedata.normalize("NFC", description)).strip()
-    if any(unicodedata.category(ch).startswith("C") for ch in clean):
-        raise CharacterError("The description contains control characters: write plain text.")
-    if "[" in clean or "]" in clean:
-        raise CharacterError("The description cannot contain '[' or ']' (the script's character brackets).")
-    if len(clean) > MAX_DESCRIPTION_LENGTH:
-        raise CharacterError(
-            f"The description is {len(clean)} characters long: keep it short (at most "
-            f"{MAX_DESCRIPTION_LENGTH}), e.g. 'a woman with red hair'."
-        )
-    return clean
-
-
-def slugify(text: str, max_length: int = 24) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")[:max_length].strip("-")
-    return slug or "character"
-
-
-def new_id(name: str, taken: Iterable[str] = ()) -> str:
-    """A folder-safe id: slug of the name + a short random hash (names never become paths)."""
-    taken = set(taken)
-    while True:
-        digest = hashlib.sha1(f"{name.casefold()}:{uuid.uuid4().hex}".encode("utf-8")).hexdigest()[:8]
-        candidate = f"{slugify(name)}-{digest}"
-        if candidate not in taken:
-            return candidate
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,26 +173,6 @@ class CharacterRegistry:
     @property
     def image_encoder(self) -> ImageEncoder:
         return self._component("encode", "encode")
-
-    # ---- construction ----------------------------------------------------------------------
-    @classmethod
-    def for_project(
-        cls,
-        project_dir: str | Path,
-        settings: "Settings",
-        *,
-        backend: str | None = None,
-        image_encoder_model: Any | None = None,
-    ) -> "CharacterRegistry":
-        """A registry in ``<project_dir>/characters`` with the components for ``backend``.
-
-        ``tiny``: stand-in face analysis and segmentation + the tiny random CLIP (offline, any
-        machine). Anything else: insightface (``settings.face_model``), rembg
-        (``settings.segmentation_model``) and the CLIP encoder (``image_encoder_model`` when the
-        pipeline has one loaded, else ``settings.image_encoder``), all shared and loaded on first use.
-        """
-        face, segmenter, encoder = perception_components(settings, backend=backend, image_encoder_model=image_encoder_model)
-        return cls(Path(project_dir) / "characters", face_analyzer=face, segmenter=segmenter, image_encoder=encoder)
 
     # ---- reading ---------------------------------------------------------------------------
     def list(self) -> list[Character]:
@@ -356,7 +283,7 @@ class CharacterRegistry:
         clip_character, clip_face = self._encode([body, face_image])
         import torch
 
-        face_info = _face_info(chosen, len(faces))
+        info = face_info(chosen, len(faces))
         return CharacterPreview(
             name=clean_name,
             description=clean_description,
@@ -365,7 +292,7 @@ class CharacterRegistry:
             face_overlay=draw_faces(rgb_image, faces, 0),
             body_crop=body,
             face_crop=face_image,
-            face=face_info,
+            face=info,
             faces=tuple(faces),
             face_id=torch.from_numpy(np.asarray(chosen.embedding, dtype=np.float32).reshape(-1).copy()),
             clip_character=clip_character,
@@ -434,13 +361,13 @@ class CharacterRegistry:
                     (tmp / character.face_crop_file).write_bytes(image_to_png_bytes(preview.face_crop))
                     (tmp / PREVIEW_FILE).write_bytes(image_to_png_bytes(preview.face_overlay))
                     (tmp / character.embeddings_file).write_bytes(
-                        _embeddings_bytes(
+                        embeddings_bytes(
                             {"face_id": preview.face_id, "clip_character": preview.clip_character, "clip_face": preview.clip_face},
                             face_model=preview.face_model,
                             image_encoder=preview.image_encoder,
                         )
                     )
-                    (tmp / RECORD_FILE).write_text(_record_json(character), encoding="utf-8")
+                    (tmp / RECORD_FILE).write_text(record_json(character), encoding="utf-8")
             except OSError as err:
                 raise ProjectError(f"Could not save character {name!r} in {self.root} ({err}): check the folder is writable.") from None
             from ..models.conditioning import CharacterConditioning
@@ -512,8 +439,8 @@ class CharacterRegistry:
                 written.append(atomic_write_bytes(folder / image_file, image_to_png_bytes(picture)))
                 written.append(
                     atomic_write_bytes(
-                        folder / _outfit_embeddings_file(image_file),
-                        _embeddings_bytes({"clip_character": clip_outfit}, face_model="", image_encoder=self.image_encoder.name),
+                        folder / outfit_embeddings_file(image_file),
+                        embeddings_bytes({"clip_character": clip_outfit}, face_model="", image_encoder=self.image_encoder.name),
                     )
                 )
                 updated = self._write_record(replace(character, outfits=character.outfits + (Outfit(clean, image_file),)))
@@ -531,7 +458,7 @@ class CharacterRegistry:
             updated = self._write_record(replace(character, outfits=tuple(o for o in character.outfits if o is not outfit)))
             folder = self.root / character.id
             (folder / outfit.image_file).unlink(missing_ok=True)
-            (folder / _outfit_embeddings_file(outfit.image_file)).unlink(missing_ok=True)
+            (folder / outfit_embeddings_file(outfit.image_file)).unlink(missing_ok=True)
             return updated
 
     # ---- conditioning ----------------------------------------------------------------------
@@ -561,7 +488,7 @@ class CharacterRegistry:
         same_models = (
             character.image_encoder == self.image_encoder.name and character.face_model == self.face_analyzer.name
         )
-        tensors = _read_embeddings(folder / character.embeddings_file) if same_models else None
+        tensors = read_embeddings(folder / character.embeddings_file) if same_models else None
         if tensors is not None and {"face_id", "clip_character", "clip_face"} <= tensors.keys():
             self.stats.disk_loads += 1
             result = CharacterConditioning(tensors["face_id"], tensors["clip_character"], tensors["clip_face"])
@@ -583,7 +510,7 @@ class CharacterRegistry:
         folder = self.root / character.id
         photo = load_image(folder / character.photo_file, what="stored photo", max_side=None)
         person_mask = load_mask(folder / character.mask_file, what="stored mask", size=photo.size)
-        stored = _read_embeddings(folder / character.embeddings_file) or {}
+        stored = read_embeddings(folder / character.embeddings_file) or {}
         face = character.face
         if character.face_model == self.face_analyzer.name and face is not None and "face_id" in stored:
             face_id = stored["face_id"]
@@ -593,7 +520,7 @@ class CharacterRegistry:
             chosen = _closest_face(faces, face.bbox if face is not None else None)
             face_id = torch.from_numpy(np.asarray(chosen.embedding, dtype=np.float32).reshape(-1).copy())
             kps = chosen.kps
-            face = replace(_face_info(chosen, len(faces)))
+            face = replace(face_info(chosen, len(faces)))
         body, face_image = self._crops(photo, person_mask, kps)
         clip_character, clip_face = self._encode([body, face_image])
         self.stats.recomputed += 1
@@ -601,7 +528,7 @@ class CharacterRegistry:
         atomic_write_bytes(folder / character.face_crop_file, image_to_png_bytes(face_image))
         atomic_write_bytes(
             folder / character.embeddings_file,
-            _embeddings_bytes(
+            embeddings_bytes(
                 {"face_id": face_id, "clip_character": clip_character, "clip_face": clip_face},
                 face_model=self.face_analyzer.name,
                 image_encoder=self.image_encoder.name,
@@ -617,8 +544,8 @@ class CharacterRegistry:
             self.stats.memory_hits += 1
             return cached
         folder = self.root / character.id
-        path = folder / _outfit_embeddings_file(outfit.image_file)
-        tensors = _read_embeddings(path, image_encoder=self.image_encoder.name)
+        path = folder / outfit_embeddings_file(outfit.image_file)
+        tensors = read_embeddings(path, image_encoder=self.image_encoder.name)
         if tensors is not None and "clip_character" in tensors:
             self.stats.disk_loads += 1
             features = tensors["clip_character"]
@@ -626,7 +553,7 @@ class CharacterRegistry:
             picture = load_image(folder / outfit.image_file, what="stored outfit image", max_side=None)
             (features,) = self._encode([outfit_crop(picture)])
             self.stats.recomputed += 1
-            atomic_write_bytes(path, _embeddings_bytes({"clip_character": features}, face_model="", image_encoder=self.image_encoder.name))
+            atomic_write_bytes(path, embeddings_bytes({"clip_character": features}, face_model="", image_encoder=self.image_encoder.name))
         self._cache[key] = features
         return features
 
@@ -716,66 +643,16 @@ class CharacterRegistry:
         path = folder / RECORD_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return _character_from_json(data, folder.name)
+            return character_from_json(data, folder.name)
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ProjectError(f"The character record {path} cannot be read ({err}); remove that folder or restore it.") from None
 
     def _write_record(self, character: Character) -> Character:
         try:
-            atomic_write_json(self.root / character.id / RECORD_FILE, _record_dict(character))
+            atomic_write_json(self.root / character.id / RECORD_FILE, record_dict(character))
         except OSError as err:
             raise ProjectError(f"Could not save {character.name!r} ({err}): check the folder is writable.") from None
         return character
-
-
-# --------------------------------------------------------------------------------------------
-# Components
-
-
-def perception_components(
-    settings: "Settings", *, backend: str | None = None, image_encoder_model: Any | None = None
-) -> tuple[FaceAnalyzer, Segmenter, ImageEncoder]:
-    """(face analyzer, segmenter, image encoder) for ``backend`` (default ``settings.backend``).
-
-    ``tiny``: the stand-ins and the tiny random CLIP. Otherwise the real, shared, lazily loaded ones.
-    """
-    backend = backend or settings.backend
-    if backend == "tiny":
-        from ..perception.standins import StandInFaceAnalyzer, StandInSegmenter
-
-        return StandInFaceAnalyzer(), StandInSegmenter(), _shared_tiny_encoder()
-    from ..perception.clip import shared_image_encoder
-    from ..perception.face import shared_face_analyzer
-    from ..perception.segment import shared_segmenter
-
-    return shared_face_analyzer(settings), shared_segmenter(settings), shared_image_encoder(settings, image_encoder_model)
-
-
-_TINY_ENCODER = None
-
-
-def _shared_tiny_encoder():
-    global _TINY_ENCODER
-    if _TINY_ENCODER is None:
-        from ..perception.clip import tiny_clip_encoder
-
-        _TINY_ENCODER = tiny_clip_encoder()
-    return _TINY_ENCODER
-
-
-# --------------------------------------------------------------------------------------------
-# Serialisation
-
-
-def _face_info(face: DetectedFace, faces_found: int) -> FaceInfo:
-    return FaceInfo(
-        bbox=tuple(float(v) for v in face.bbox),  # type: ignore[arg-type]
-        kps=tuple((float(x), float(y)) for x, y in np.asarray(face.kps, dtype=np.float32).reshape(5, 2)),
-        det_score=round(float(face.det_score), 4),
-        gender=face.gender,
-        age=face.age,
-        faces_found=faces_found,
-    )
 
 
 def _closest_face(faces: list[DetectedFace], bbox: tuple[float, float, float, float] | None) -> DetectedFace:
@@ -792,114 +669,3 @@ def _closest_face(faces: list[DetectedFace], bbox: tuple[float, float, float, fl
         return inter / union if union > 0 else 0.0
 
     return max(faces, key=iou)
-
-
-def _record_dict(character: Character) -> dict[str, Any]:
-    face = character.face
-    return {
-        "format_version": FORMAT_VERSION,
-        "id": character.id,
-        "name": character.name,
-        "description": character.description,
-        "face": None if face is None else {
-            "bbox": list(face.bbox),
-            "kps": [list(p) for p in face.kps],
-            "det_score": face.det_score,
-            "gender": face.gender,
-            "age": face.age,
-            "faces_found": face.faces_found,
-        },
-        "outfits": [{"name": o.name, "image_file": o.image_file} for o in character.outfits],
-        "files": {
-            "photo": character.photo_file,
-            "mask": character.mask_file,
-            "body_crop": character.body_crop_file,
-            "face_crop": character.face_crop_file,
-            "embeddings": character.embeddings_file,
-        },
-        "face_model": character.face_model,
-        "image_encoder": character.image_encoder,
-        "created": character.created,
-        "extra": character.extra,
-    }
-
-
-def _record_json(character: Character) -> str:
-    return json.dumps(_record_dict(character), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
-
-
-def _safe_relative(value: str, default: str) -> str:
-    """Stored file names must stay inside the character's folder."""
-    text = str(value or default)
-    parts = Path(text).parts
-    if Path(text).is_absolute() or ".." in parts or not parts:
-        raise ValueError(f"unsafe file name {text!r}")
-    return text
-
-
-def _character_from_json(data: dict[str, Any], folder_name: str) -> Character:
-    version = int(data.get("format_version", 1))
-    if version > FORMAT_VERSION:
-        raise ValueError(f"format_version {version} is newer than this program understands ({FORMAT_VERSION}); update StoryMaker Studio")
-    face_data = data.get("face")
-    face = None
-    if face_data:
-        face = FaceInfo(
-            bbox=tuple(float(v) for v in face_data["bbox"]),  # type: ignore[arg-type]
-            kps=tuple((float(x), float(y)) for x, y in face_data["kps"]),
-            det_score=float(face_data.get("det_score", 0.0)),
-            gender=face_data.get("gender"),
-            age=face_data.get("age"),
-            faces_found=int(face_data.get("faces_found", 1)),
-        )
-    files = data.get("files", {})
-    defaults = Character(id=folder_name, name=str(data["name"]))
-    return Character(
-        id=folder_name,  # the folder is the truth (a copied folder keeps working)
-        name=str(data["name"]),
-        description=str(data.get("description", "")),
-        face=face,
-        outfits=tuple(
-            Outfit(str(o["name"]), _safe_relative(o["image_file"], "")) for o in data.get("outfits", [])
-        ),
-        photo_file=_safe_relative(files.get("photo"), defaults.photo_file),
-        mask_file=_safe_relative(files.get("mask"), defaults.mask_file),
-        body_crop_file=_safe_relative(files.get("body_crop"), defaults.body_crop_file),
-        face_crop_file=_safe_relative(files.get("face_crop"), defaults.face_crop_file),
-        embeddings_file=_safe_relative(files.get("embeddings"), defaults.embeddings_file),
-        face_model=str(data.get("face_model", "")),
-        image_encoder=str(data.get("image_encoder", "")),
-        created=str(data.get("created", "")),
-        extra=dict(data.get("extra") or {}),
-    )
-
-
-def _outfit_embeddings_file(image_file: str) -> str:
-    return str(Path(image_file).with_suffix(".safetensors"))
-
-
-def _embeddings_bytes(tensors: dict[str, "torch.Tensor"], *, face_model: str, image_encoder: str) -> bytes:
-    from safetensors.torch import save
-
-    clean = {k: v.detach().to("cpu").float().contiguous() for k, v in tensors.items()}
-    return save(clean, metadata={"face_model": face_model, "image_encoder": image_encoder, "format_version": str(FORMAT_VERSION)})
-
-
-def _read_embeddings(path: Path, *, image_encoder: str | None = None) -> dict[str, "torch.Tensor"] | None:
-    """Tensors of an embeddings file, or None if it is missing, unreadable or (when
-    ``image_encoder`` is given) made by another encoder."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    try:
-        data = path.read_bytes()
-        if image_encoder is not None:
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                if (handle.metadata() or {}).get("image_encoder") != image_encoder:
-                    return None
-        return load(data)
-    except (OSError, SafetensorError, ValueError) as err:
-        log.warning("Ignoring unreadable embeddings %s (%s); they will be recomputed", path, err)
-        return None

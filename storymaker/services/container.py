@@ -2,10 +2,12 @@
 
 ``build_services(settings)`` picks the render backend ("auto": StoryMaker when CUDA and the weights
 are there, else draft with a reason the UI shows), the perception components (real insightface /
-rembg / CLIP; the labelled tiny stand-ins for the ``tiny`` backend, and for ``draft`` when the
-registration weights are missing), and hands out per-project objects: the character registry, the
-pose library and the render engine. Tests inject fakes or tiny real components through the keyword
-arguments.
+rembg / CLIP / OpenPose; the labelled tiny stand-ins for the ``tiny`` backend, and for ``draft`` when
+the registration weights are missing), the GPU worker that owns the accelerator
+(:mod:`storymaker.services.gpu`), and hands out per-project objects: the character registry, the
+pose library and the render engine. It is the one wiring of perception, for the app and the CLI
+alike. In ZeroGPU mode the pipeline and the encoders are loaded here, at start-up. Tests inject
+fakes or tiny real components through the keyword arguments.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Callable
 from ..config import Settings
 from ..errors import ConfigError
 from .backends import DiffusionBackend, DraftBackend, RenderBackend
+from .gpu import GpuWorker
 from .pipelines import PIPELINES, PipelineCache
 from .render import RenderEngine
 
@@ -30,16 +33,19 @@ TINY_LABEL = "TINY MODEL"
 
 @dataclass(frozen=True)
 class Perception:
-    """Face analysis, person segmentation and the CLIP image encoder used to register characters.
+    """Face analysis, person segmentation and the CLIP image encoder used to register characters,
+    and the pose estimator that extracts poses from photos.
 
-    Each is a zero-argument factory called on first use (the real models load lazily).
-    ``label`` says what they are when they are not the real models (shown with their results).
+    The first three are zero-argument factories called on first use (the real models load
+    lazily); ``pose_estimator(settings, **options)`` makes the estimator. ``label`` says what they
+    are when they are not the real models (shown with their results).
     """
 
     face_analyzer: Callable[[], Any]
     segmenter: Callable[[], Any]
     image_encoder: Callable[[], Any]
     label: str = ""
+    pose_estimator: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,15 @@ def _storymaker_backend(settings: Settings, cache: PipelineCache) -> DiffusionBa
             # panel with a pose fails with a message naming STORYMAKER_CONTROLNET_POSE.
             logger.warning("pose ControlNet %s is not on this machine: loading without it", settings.controlnet_pose)
             with_controlnet = False
-        return StoryMakerPipeline.from_settings(settings, with_controlnet=with_controlnet)
+        from ..perception.clip import loaded_shared_encoder, shared_image_encoder
+
+        # The image encoder registration loaded (if any) becomes the pipeline's: never a second copy;
+        # from now on registration uses the pipeline's.
+        pipe = StoryMakerPipeline.from_settings(
+            settings, with_controlnet=with_controlnet, image_encoder=loaded_shared_encoder(settings)
+        )
+        shared_image_encoder(settings, model=pipe.image_encoder)
+        return pipe
 
     return DiffusionBackend(
         "storymaker",
@@ -192,20 +206,34 @@ def tiny_perception(backend: DiffusionBackend | None = None) -> Perception:
         segmenter=standins.StandInSegmenter,
         image_encoder=encoder,
         label="tiny stand-ins (not real face analysis or segmentation)",
+        pose_estimator=_openpose(None),
     )
 
 
-def real_perception(settings: Settings, backend: DiffusionBackend | None = None) -> Perception:
-    """insightface, rembg and the CLIP image encoder named in the settings (loaded on first use).
+def _openpose(settings: Settings | None) -> Callable[..., Any]:
+    """OpenPose from ``settings`` (the services' settings when None); no stand-in exists for it."""
 
-    With the ``storymaker`` backend the registry uses the pipeline's own image encoder (the weights
-    are in memory once); otherwise the encoder loads from ``settings.image_encoder``."""
+    def make(services_settings: Settings, **kwargs):
+        from ..perception.pose import OpenposeEstimator
+
+        return OpenposeEstimator.from_settings(settings or services_settings, **kwargs)
+
+    return make
+
+
+def real_perception(settings: Settings, backend: DiffusionBackend | None = None) -> Perception:
+    """insightface, rembg, the CLIP image encoder and OpenPose named in the settings (loaded on
+    first use).
+
+    The image encoder loads alone (never the whole pipeline); when the ``storymaker`` pipeline is
+    loaded, registration uses the pipeline's own instance, and a pipeline loaded later takes the
+    one registration loaded: the weights are in memory once."""
     from ..perception.clip import shared_image_encoder
     from ..perception.face import shared_face_analyzer
     from ..perception.segment import shared_segmenter
 
     def encoder():
-        if backend is not None:
+        if backend is not None and backend.loaded:
             return shared_image_encoder(settings, model=backend.entry().pipeline.image_encoder)
         return shared_image_encoder(settings)
 
@@ -213,24 +241,8 @@ def real_perception(settings: Settings, backend: DiffusionBackend | None = None)
         face_analyzer=lambda: shared_face_analyzer(settings),
         segmenter=lambda: shared_segmenter(settings),
         image_encoder=encoder,
+        pose_estimator=_openpose(settings),
     )
-
-
-class _Lazy:
-    """Calls a factory once, on first use, thread-safely."""
-
-    def __init__(self, factory: Callable[[], Any]):
-        self._factory = factory
-        self._value: Any = None
-        self._done = False
-        self._lock = threading.Lock()
-
-    def __call__(self) -> Any:
-        with self._lock:
-            if not self._done:
-                self._value = self._factory()
-                self._done = True
-            return self._value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,9 +257,33 @@ class Services:
     backend: RenderBackend
     choice: BackendChoice
     perception: Perception
+    worker: GpuWorker | None = None  # default: a worker over the settings (ZeroGPU from the env)
     max_registries: int = 64  # projects whose registry (and conditioning cache) stays in memory
     _registries: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _components: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.worker is None:
+            self.worker = GpuWorker(self.settings)
+        p, w = self.perception, self.worker
+        # One instance of each component for every project, its model calls through the worker.
+        self._components.update(
+            face=w.guarded_factory(p.face_analyzer),
+            segment=w.guarded_factory(p.segmenter),
+            encode=w.guarded_factory(p.image_encoder),
+        )
+
+    def startup(self) -> None:
+        """Load the pipeline and the encoders now (ZeroGPU mode: at start-up, never in a call)."""
+        c = self._components
+        self.worker.startup(self.backend, [c["face"], c["segment"], c["encode"]])
+
+    def pose_estimator(self, **options):
+        """The pose estimator (OpenPose unless the perception says otherwise), its model calls
+        through the GPU worker; ``options`` (e.g. ``detect_resolution``) go to its constructor."""
+        factory = self.perception.pose_estimator or _openpose(None)
+        return self.worker.guard(factory(self.settings, **options))
 
     @property
     def backend_name(self) -> str:
@@ -282,22 +318,25 @@ class Services:
         return Project.create(path, title=title)
 
     def character_registry(self, project):
-        """The project's CharacterRegistry: one instance per project folder, so that its
-        conditioning cache survives across renders."""
+        """The CharacterRegistry of ``project`` (a Project, or a project folder that may not exist
+        yet): one instance per project folder, so that its conditioning cache survives across
+        renders. Its components are the services' shared ones (model calls through the worker)."""
         from .characters import CharacterRegistry
 
-        key = Path(project.path).resolve()
+        if isinstance(project, (str, Path)):
+            folder = Path(project).expanduser()
+            characters_dir = folder / "characters"
+        else:
+            folder, characters_dir = Path(project.path), project.characters_dir
+        key = folder.resolve()
         with self._lock:
             registry = self._registries.get(key)
             if registry is not None:
                 self._registries.move_to_end(key)
             else:
-                p = self.perception
+                c = self._components
                 registry = CharacterRegistry(
-                    project.characters_dir,
-                    face_analyzer=_Lazy(p.face_analyzer),
-                    segmenter=_Lazy(p.segmenter),
-                    image_encoder=_Lazy(p.image_encoder),
+                    characters_dir, face_analyzer=c["face"], segmenter=c["segment"], image_encoder=c["encode"]
                 )
                 self._registries[key] = registry
                 while len(self._registries) > self.max_registries:
@@ -328,10 +367,17 @@ def build_services(
     perception: Perception | None = None,
     pipeline_cache: PipelineCache = PIPELINES,
     download: bool = False,
+    zero_gpu: bool | None = None,
 ) -> Services:
     """Build the container. ``backend``: a name (default ``settings.backend``) or a ready backend
     (tests); ``perception``: replaces the perception components; ``download``: fetch missing
-    weights first (needs network)."""
+    weights first (needs network); ``zero_gpu``: ZeroGPU mode (default: ``settings.zero_gpu``,
+    "auto" = on when ``SPACES_ZERO_GPU`` is set), which loads the pipeline and the encoders now."""
+    worker = GpuWorker(settings, zero_gpu=zero_gpu)
+    if worker.zero_gpu and settings.cpu_offload:
+        logger.warning("ZeroGPU mode: CPU offload is off (ZeroGPU attaches the GPU only during GPU calls)")
+        settings = settings.replace(cpu_offload=False)
+        worker.settings = settings
     if download:
         from ..models.weights import download_all
 
@@ -355,4 +401,7 @@ def build_services(
             perception = real_perception(settings, diffusion if chosen.name == "storymaker" else None)
     if choice.reason:
         logger.info("%s", choice.reason)
-    return Services(settings=settings, backend=chosen, choice=choice, perception=perception)
+    services = Services(settings=settings, backend=chosen, choice=choice, perception=perception, worker=worker)
+    if worker.zero_gpu:
+        services.startup()
+    return services

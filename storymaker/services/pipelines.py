@@ -10,16 +10,18 @@ from collections import Counter, OrderedDict
 from typing import Any, Callable, Hashable
 
 from ..config import Settings
+from .gpu import DEVICE_LOCK
 
 logger = logging.getLogger(__name__)
 
 
 class _PipelineEntry:
-    """A loaded pipeline, the lock that serialises calls on it, and its prompt-embedding cache."""
+    """A loaded pipeline, the lock that serialises calls on it (the GPU worker's device lock unless
+    given), and its prompt-embedding cache."""
 
-    def __init__(self, pipeline: Any, max_prompts: int = 256):
+    def __init__(self, pipeline: Any, max_prompts: int = 256, lock: Any = None):
         self.pipeline = pipeline
-        self.lock = threading.RLock()
+        self.lock = lock if lock is not None else DEVICE_LOCK
         self.embeddings: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
         self.max_prompts = max_prompts
         self.encode_calls = 0
@@ -48,10 +50,13 @@ class _PipelineEntry:
 
 
 class PipelineCache:
-    """Process-wide, thread-safe: one pipeline per model configuration, loaded once."""
+    """Process-wide, thread-safe: one pipeline per model configuration, loaded once.
 
-    def __init__(self) -> None:
+    Every pipeline's calls hold ``device_lock`` (the GPU worker's: one accelerator, one lock)."""
+
+    def __init__(self, device_lock: Any = DEVICE_LOCK) -> None:
         self._lock = threading.Lock()
+        self.device_lock = device_lock
         self._entries: dict[Hashable, _PipelineEntry] = {}
         self.loads: Counter = Counter()
 
@@ -61,7 +66,7 @@ class PipelineCache:
             if found is None:
                 started = time.perf_counter()
                 pipeline = loader()
-                found = _PipelineEntry(pipeline)
+                found = _PipelineEntry(pipeline, lock=self.device_lock)
                 self._entries[key] = found
                 self.loads[key] += 1
                 logger.info("loaded pipeline %s in %.1f s", key, time.perf_counter() - started)

@@ -96,10 +96,12 @@ def build_app(services: Any, *, settings: Settings | None = None,
 
     from . import characters_tab, comic_tab, poses_tab, project_tab, render_tab, story_tab
     from .common import user_errors
+    from .gpu import GPU_QUEUE, example_work, gpu_event
 
     settings = settings or services.settings
     sessions = sessions or SessionManager(settings.sessions_dir, settings.session_max_age_hours)
-    ctx = StudioContext(services=services, settings=settings, sessions=sessions, cancels=CancelFlags(),
+    ctx = StudioContext(services=services, settings=settings, sessions=sessions,
+                        cancels=CancelFlags(Path(sessions.root)),
                         pose_estimator_factory=pose_estimator)
     banner, banner_class = banner_text(services)
     max_age = int(settings.session_max_age_hours * 3600)
@@ -172,9 +174,9 @@ def build_app(services: Any, *, settings: Settings | None = None,
             # Show the finished comic straight away.
             return [message, project["handlers"]["summary"](sid), *refresh_all(sid), gr.Tabs(selected="comic")]
 
-        project["example_btn"].click(project_tab.gpu_wrapped(example), [session],
+        project["example_btn"].click(gpu_event(ctx, user_errors(example), example_work(ctx)), [session],
                                      [project["status"], project["summary"], *refresh_outputs, tabs_block],
-                                     concurrency_limit=1, concurrency_id="gpu", api_name="example_project")
+                                     api_name="example_project", **GPU_QUEUE)
 
     return StudioApp(blocks=blocks, context=ctx, launch_defaults=launch_options(settings))
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from .common import ok, user_errors
 from .context import StudioContext
+from .gpu import GPU_QUEUE, gpu_event
 
 logger = logging.getLogger(__name__)
 
@@ -173,22 +174,25 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     refresh_outputs = [gallery, chosen]
 
     checked = gr.State(None)  # server-side, per browser session
-    analyze_btn.click(user_errors(lambda sid, p, m: analyze_photo(ctx, sid, p, m)),
+    def on_analyze(sid, p, m):
+        return analyze_photo(ctx, sid, p, m)
+
+    analyze_btn.click(gpu_event(ctx, user_errors(on_analyze)),
                       [session, photo, mask], [face_box, mask_view, body_crop, face_crop, face_info, checked],
-                      api_name="analyze_character")
+                      api_name="analyze_character", **GPU_QUEUE)
 
     def on_save(sid, p, n, d, m, c):
         _, message = save_character(ctx, sid, p, n, d, m, c)
         return (message, None, *refresh(sid))
 
-    events = [save_btn.click(user_errors(on_save), [session, photo, name, description, mask, checked],
-                             [status, checked, *refresh_outputs], api_name="save_character")]
+    events = [save_btn.click(gpu_event(ctx, user_errors(on_save)), [session, photo, name, description, mask, checked],
+                             [status, checked, *refresh_outputs], api_name="save_character", **GPU_QUEUE)]
 
-    def on_manage(fn):
+    def on_manage(fn, on_gpu=False):
         def handler(sid, *args):
             message = fn(ctx, sid, *args)
             return (message, *refresh(sid))
-        return user_errors(handler)
+        return gpu_event(ctx, user_errors(handler)) if on_gpu else user_errors(handler)
 
     events += [rename_btn.click(on_manage(rename_character), [session, chosen, new_name], [manage_status, *refresh_outputs],
                      api_name="rename_character")]
@@ -196,8 +200,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                    api_name="redescribe_character")]
     events += [delete_btn.click(on_manage(delete_character), [session, chosen], [manage_status, *refresh_outputs],
                      api_name="delete_character")]
-    events += [outfit_btn.click(on_manage(add_outfit), [session, chosen, outfit_name, outfit_image],
-                     [manage_status, *refresh_outputs], api_name="add_outfit")]
+    events += [outfit_btn.click(on_manage(add_outfit, on_gpu=True), [session, chosen, outfit_name, outfit_image],
+                     [manage_status, *refresh_outputs], api_name="add_outfit", **GPU_QUEUE)]
 
     return {"refresh": (user_errors(refresh), refresh_outputs), "gallery": gallery, "chosen": chosen,
             "events": events}

@@ -8,8 +8,13 @@ built over it. Nothing per-user is kept in module globals.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import tempfile
 import threading
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..config import Settings
@@ -18,28 +23,103 @@ from .session import SessionManager
 logger = logging.getLogger(__name__)
 
 
+class CancelEvent:
+    """A ``threading.Event``-like cancel flag kept in a small file, so that every process sees it:
+    on ZeroGPU the render runs in a forked worker process, the Cancel button in the app's."""
+
+    def __init__(self, path: Path, token: str):
+        self.path = path
+        self.token = token
+
+    def is_set(self) -> bool:
+        token, state = _read_flag(self.path)
+        return token == self.token and state in (CANCELLED, CANCELLED_QUEUED)
+
+    def set(self) -> None:
+        _write_flag(self.path, self.token, CANCELLED)
+
+    def clear(self) -> None:
+        _write_flag(self.path, self.token, RUNNING)
+
+
+ARMED, RUNNING, CANCELLED, CANCELLED_QUEUED = "armed", "running", "cancelled", "cancelled-queued"
+
+
+def _read_flag(path: Path) -> tuple[str, str]:
+    try:
+        token, _, state = path.read_text(encoding="utf-8").partition(" ")
+    except OSError:
+        return "", ""
+    return token, state.strip()
+
+
+def _write_flag(path: Path, token: str, state: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_text(f"{token} {state}", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 @dataclass(frozen=True)
 class CancelFlags:
-    """One ``threading.Event`` per session id, owned by the app (not a module global)."""
+    """The cancel flag of each session's render, owned by the app (not a module global), kept in a
+    small file (``<root>/<sid>/.cancel``: root is the sessions folder) so that a render in another
+    process sees it.
 
-    _events: dict[str, threading.Event] = field(default_factory=dict)
+    A render button first *arms* a flag (at the click, outside the queue), then the render takes it
+    when it leaves the queue (:meth:`fresh`): a Cancel pressed while the render waits in the queue
+    is kept, and the render stops before its first panel.
+    """
+
+    root: Path | None = None  # default: a private temporary folder
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _tmp: dict = field(default_factory=dict)
 
-    def fresh(self, sid: str) -> threading.Event:
-        """A cleared event for a new render of session ``sid``."""
+    def _path(self, sid: str) -> Path:
+        root = self.root
+        if root is None:
+            with self._lock:
+                if "root" not in self._tmp:
+                    self._tmp["root"] = Path(tempfile.mkdtemp(prefix="storymaker-cancel-"))
+                root = self._tmp["root"]
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", str(sid))[:128] or "_"
+        return Path(root) / safe / ".cancel"  # in the session's folder: removed with it
+
+    def arm(self, sid: str) -> CancelEvent:
+        """A new, clear flag for the render of ``sid`` that is about to be queued. An expired
+        session's folder is not brought back (the render then says the session expired)."""
+        event = CancelEvent(self._path(sid), uuid.uuid4().hex)
         with self._lock:
-            event = self._events.setdefault(sid, threading.Event())
-            event.clear()
-            return event
+            if self.root is None or event.path.parent.is_dir():
+                _write_flag(event.path, event.token, ARMED)
+        return event
+
+    def fresh(self, sid: str) -> CancelEvent:
+        """The flag of the render of ``sid`` that starts now: the armed one (set if Cancel was
+        pressed while it waited in the queue), else a new clear one (a call that was not armed)."""
+        path = self._path(sid)
+        with self._lock:
+            token, state = _read_flag(path)
+            if state == CANCELLED_QUEUED:
+                _write_flag(path, token, CANCELLED)  # taken: a later render starts clear
+                return CancelEvent(path, token)
+            if state != ARMED:
+                token = uuid.uuid4().hex
+            _write_flag(path, token, RUNNING)
+            return CancelEvent(path, token)
 
     def cancel(self, sid: str) -> bool:
-        """Ask the running render of ``sid`` to stop; False if none is known."""
+        """Ask the render of ``sid`` (queued or running) to stop; False if none is known."""
+        path = self._path(sid)
         with self._lock:
-            event = self._events.get(sid)
-        if event is None:
-            return False
-        event.set()
-        return True
+            token, state = _read_flag(path)
+            if state == ARMED:
+                _write_flag(path, token, CANCELLED_QUEUED)
+            elif state == RUNNING:
+                _write_flag(path, token, CANCELLED)
+            else:
+                return state in (CANCELLED, CANCELLED_QUEUED)
+            return True
 
 
 @dataclass(frozen=True)
@@ -53,18 +133,35 @@ class StudioContext:
     _shared: dict = field(default_factory=dict, repr=False)
     _shared_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    @property
+    def worker(self):
+        """The services' GPU worker (one per process; a plain one over the settings for a fake
+        services object without one)."""
+        worker = getattr(self.services, "worker", None)
+        if worker is None:
+            with self._shared_lock:
+                if "worker" not in self._shared:
+                    from ..services.gpu import GpuWorker
+
+                    self._shared["worker"] = GpuWorker(self.settings)
+                worker = self._shared["worker"]
+        return worker
+
     def pose_estimator(self):
-        """The app's pose estimator (OpenPose from the settings unless the app was given one)."""
+        """The app's pose estimator (the services' unless the app was given a factory), its model
+        calls through the GPU worker."""
         with self._shared_lock:
             if "pose_estimator" not in self._shared:
                 if self.pose_estimator_factory is not None:
                     estimator = self.pose_estimator_factory()
+                elif hasattr(self.services, "pose_estimator"):
+                    estimator = self.services.pose_estimator()
                 else:
                     from ..perception.pose import OpenposeEstimator
 
                     estimator = OpenposeEstimator.from_settings(self.settings)
                 self._shared["pose_estimator"] = estimator
-            return self._shared["pose_estimator"]
+        return self.worker.guard(self._shared["pose_estimator"])
 
     # -- per-session objects (rebuilt from the folder on every call: cheap, and never shared) --
 
@@ -101,14 +198,24 @@ class StudioContext:
                 from ..errors import InvalidInputError
 
                 raise InvalidInputError("The story is empty: write a script in the Story tab first.")
-            return parse_script(text, names, poses=poses)
+            from ..services.gpu import check_story_sizes
+
+            story = parse_script(text, names, poses=poses)
+            # Scripted sizes above the configured maximum fail here, before any work.
+            check_story_sizes(story, self.settings, default_size=(8, 8))
+            return story
         return check(text, names, poses=poses).story
 
     def engine(self, sid: str, **overrides):
         """A render engine over the session's project, with per-request settings ``overrides``
         (the shared backend and its loaded pipeline are never modified)."""
+        from ..config import check_panel_size
         from ..services.render import RenderEngine
 
+        if "width" in overrides or "height" in overrides:
+            # The Render tab's size, refused above the configured maximum as the script's is.
+            check_panel_size(int(overrides.get("width", self.settings.width)),
+                             int(overrides.get("height", self.settings.height)), self.settings)
         project = self.project(sid)
         return RenderEngine(
             self.services.backend,

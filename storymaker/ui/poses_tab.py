@@ -8,6 +8,7 @@ from typing import Any
 
 from .common import ok, user_errors
 from .context import StudioContext
+from .gpu import GPU_QUEUE, gpu_event
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,6 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         items, names = refresh(sid)
         return message, items, gr.update(choices=pose_names(ctx, sid), value=name)
 
-    extracted = extract_btn.click(user_errors(on_extract), [session, photo, new_name], [extract_status, gallery, chosen],
-                      api_name="extract_pose")
+    extracted = extract_btn.click(gpu_event(ctx, user_errors(on_extract)), [session, photo, new_name],
+                                  [extract_status, gallery, chosen], api_name="extract_pose", **GPU_QUEUE)
     return {"refresh": (user_errors(refresh), [gallery, chosen]), "events": [extracted]}

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from .common import ok, user_errors, warn
 from .context import StudioContext
-from .gpu import gpu
+from .gpu import GPU_QUEUE, gpu_event, render_work
 
 logger = logging.getLogger(__name__)
 
@@ -231,18 +231,22 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     widgets = [width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed]
 
     def make_handler(mode: str):
-        @gpu(duration=180)
         def handler(sid, number, w, h, st, g, ip, lo, cn, sd, progress=gr.Progress()):
             options = settings_from_widgets(w, h, st, g, ip, lo, cn, sd)
             message = run_render(ctx, sid, mode, number, options, progress)
             return message, panel_gallery(ctx, sid)
         handler.__name__ = f"render_{mode}"
-        return user_errors(handler)
+        return gpu_event(ctx, user_errors(handler), render_work(ctx, mode))
+
+    def arm(sid):
+        # At the click, outside the queue: a Cancel pressed while the render waits is kept.
+        if sid is not None:
+            ctx.cancels.arm(sid)
 
     outputs = [status, panels]
     for button, mode in ((render_all, "all"), (render_one, "panel"), (reroll, "reroll")):
-        button.click(make_handler(mode), [session, panel_number, *widgets], outputs,
-                     concurrency_limit=1, concurrency_id="gpu", api_name=f"render_{mode}")
+        button.click(arm, [session], None, queue=False, show_progress="hidden", api_visibility="private").then(
+            make_handler(mode), [session, panel_number, *widgets], outputs, api_name=f"render_{mode}", **GPU_QUEUE)
     cancel.click(user_errors(lambda sid: cancel_render(ctx, sid)), [session], [status],
                  queue=False, api_name="cancel_render")
 

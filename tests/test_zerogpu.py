@@ -1,0 +1,129 @@
+"""ZeroGPU mode with a stand-in ``spaces`` module: the pipeline and the encoders load once at
+start-up, N render calls load nothing, and each GPU call asks for a duration computed from its work."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import types
+
+import pytest
+
+from ui_helpers import PHOTO, studio_settings
+
+from storymaker.services.gpu import PanelWork, gpu_duration
+from storymaker.services.pipelines import PipelineCache
+
+
+class StandInSpaces(types.ModuleType):
+    """``spaces`` as ZeroGPU has it: ``GPU(duration=...)`` whose callable receives the decorated
+    function's arguments; every call and the duration it asked for is recorded."""
+
+    def __init__(self):
+        super().__init__("spaces")
+        self.calls: list[tuple[str, int]] = []
+        self.decorated: list[str] = []
+
+    def GPU(self, task=None, *, duration=None, **kwargs):  # noqa: N802 - the real name
+        def decorate(fn):
+            self.decorated.append(fn.__name__)
+
+            @functools.wraps(fn)
+            def wrapper(*args, **kw):
+                seconds = duration(*args, **kw) if callable(duration) else duration
+                self.calls.append((fn.__name__, seconds))
+                return fn(*args, **kw)
+
+            return wrapper
+
+        return decorate(task) if task is not None else decorate
+
+
+@pytest.fixture
+def spaces(monkeypatch):
+    module = StandInSpaces()
+    monkeypatch.setitem(sys.modules, "spaces", module)
+    return module
+
+
+def _handler(blocks, api_name):
+    for fn in blocks.fns.values():
+        if fn.api_name == api_name:
+            return fn
+    raise AssertionError(f"no event {api_name}")
+
+
+def test_startup_loads_once_and_renders_load_nothing(tmp_path, spaces):
+    from storymaker.services.container import build_services
+    from storymaker.ui import build_app
+
+    cache = PipelineCache()
+    settings = studio_settings(tmp_path / "data", backend="tiny", width=64, height=64, zero_gpu="on")
+    services = build_services(settings, pipeline_cache=cache)
+    assert services.worker.zero_gpu and services.worker.started
+    assert sum(cache.loads.values()) == 1  # the pipeline, at start-up
+    registry_encoder = services.character_registry(tmp_path / "p").image_encoder
+    assert registry_encoder.loaded  # the encoders too: no call pays a load
+
+    studio = build_app(services)
+    ctx = studio.context
+    sid = ctx.sessions.new_session()
+    ctx.project(sid).write_script("a street\n\na harbour\n")
+    render_all = _handler(studio.blocks, "render_all")
+    assert render_all.concurrency_id == "gpu"
+    assert {"render_all", "render_panel", "render_reroll", "on_analyze", "on_save", "on_extract",
+            "example"} <= set(spaces.decorated)  # every model-running event, wrapped the same way
+    for _ in range(3):
+        message, gallery = render_all.fn(sid, 1, 64, 64, 2, 7.5, 0.8, 0.8, 0.7, -1, progress=lambda *a, **k: None)
+        assert "2 of 2 panels rendered" in message
+    assert sum(cache.loads.values()) == 1  # three render calls loaded nothing
+    expected = gpu_duration([PanelWork(64, 64, 2)] * 2, settings)
+    assert spaces.calls == [("render_all", expected)] * 3
+
+
+def test_duration_follows_the_panels_and_steps_asked_for(tmp_path, spaces):
+    from storymaker.services.container import build_services
+    from storymaker.ui import build_app
+
+    settings = studio_settings(tmp_path / "data", backend="draft", zero_gpu="on", gpu_duration_max=60,
+                               gpu_step_seconds=1.0)
+    studio = build_app(build_services(settings, pipeline_cache=PipelineCache()))
+    ctx = studio.context
+    sid = ctx.sessions.new_session()
+    ctx.project(sid).write_script("a street\n\na harbour\n\na hill\n  size: 1024x1024\n  steps: 40\n")
+    render_all = _handler(studio.blocks, "render_all").fn
+    render_one = _handler(studio.blocks, "render_panel").fn
+    noop = lambda *a, **k: None  # noqa: E731
+    render_one(sid, 1, 256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1, progress=noop)
+    render_all(sid, 1, 256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1, progress=noop)
+    render_one(sid, 3, 256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1, progress=noop)
+    (_, one), (_, all_three), (_, big) = spaces.calls
+    assert one == gpu_duration([PanelWork(256, 256, 2)], settings)
+    assert big == gpu_duration([PanelWork(1024, 1024, 40)], settings) > one  # its own size and steps
+    uncapped = gpu_duration([PanelWork(256, 256, 2)] * 2 + [PanelWork(1024, 1024, 40)], settings.replace(gpu_duration_max=999))
+    assert uncapped > 60 and all_three == 60  # three panels, capped at the ceiling
+
+
+def test_registering_a_character_in_zero_gpu_mode_is_a_gpu_call(tmp_path, spaces):
+    from storymaker.services.container import build_services
+    from storymaker.ui import build_app
+
+    settings = studio_settings(tmp_path / "data", backend="draft", zero_gpu="on")
+    studio = build_app(build_services(settings, pipeline_cache=PipelineCache()))
+    sid = studio.context.sessions.new_session()
+    analyze = _handler(studio.blocks, "analyze_character")
+    assert analyze.concurrency_id == "gpu"
+    analyze.fn(sid, str(PHOTO), None)
+    assert spaces.calls == [("on_analyze", gpu_duration([], settings))]
+
+
+def test_app_imports_spaces_first_in_zero_gpu_mode(monkeypatch, spaces):
+    import app
+
+    from storymaker.config import Settings
+
+    assert app.import_spaces_first(Settings(zero_gpu="on"))
+    assert not app.import_spaces_first(Settings(zero_gpu="off"))
+    monkeypatch.setitem(sys.modules, "spaces", None)  # not installed
+    with pytest.raises(Exception, match="pip install spaces"):
+        app.import_spaces_first(Settings(zero_gpu="on"))
