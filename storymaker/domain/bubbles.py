@@ -67,8 +67,9 @@ def _as_box(value: Rect | tuple[float, float], r: float) -> Rect:
     return value if isinstance(value, Rect) else _point_box(value, r)
 
 
-def _inside(p: tuple[float, float], r: Rect) -> bool:
-    return r.x < p[0] < r.right and r.y < p[1] < r.bottom
+def _gap(p: tuple[float, float], r: Rect) -> float:
+    """Distance from ``p`` to the box ``r`` (0 inside)."""
+    return math.hypot(max(r.x - p[0], 0.0, p[0] - r.right), max(r.y - p[1], 0.0, p[1] - r.bottom))
 
 
 def _ray_entry(p: tuple[float, float], d: tuple[float, float], r: Rect) -> float | None:
@@ -159,13 +160,19 @@ class _Planner:
                 and not _hits(cand.x, cand.y, cand.right, cand.bottom, self._blocked))
 
     def _tail_clear(self, tail, own: Rect | None) -> bool:
+        """The tail crosses no other head and no balloon, and its tip is clearly nearer its own
+        head than any other (so it cannot be read as pointing at a neighbour)."""
         (ax, ay), (tx, ty), (bx, by) = tail
         mx, my = (ax + bx) / 2, (ay + by) / 2
-        blocked = [_edges(r) for r in self.faces if r is not own] + [_edges(r) for r in self.taken]
+        others = [r for r in self.faces if r is not own]
+        blocked = [_edges(r) for r in others] + [_edges(r) for r in self.taken]
         for k in range(2, 9):
             px, py = mx + (tx - mx) * k / 8, my + (ty - my) * k / 8
             if _hits(px, py, px, py, blocked):
                 return False
+        if own is not None and others:
+            mine = _gap((tx, ty), own)
+            return all(mine * 1.5 + 1.0 < _gap((tx, ty), r) for r in others)
         return True
 
     # -- text ----------------------------------------------------------------------------------
@@ -209,17 +216,20 @@ class _Planner:
                 sx = inner.x + inner.w * (anchor.slot + 0.5) / anchor.num_slots
         else:
             target = head.center
-            stop = max(2.0, 0.12 * max(head.w, head.h))
+            stop = max(2.0, 0.08 * max(head.w, head.h))
             reach = head.inset(-stop)
         best = None
         y_min = self.y_min()
         earlier = [(b.y + 0.6 * b.h, b.center[0]) for b in self.speech]
         for block, ew, eh in self.blocks(text):
-            shape = 0.12 * abs(math.log(ew / eh / 2.2))  # a comfortable balloon shape
+            # A comfortable balloon: about twice as wide as tall, not a tower of short lines.
+            shape = 0.2 * abs(math.log(ew / eh / 2.2)) + 0.15 * max(0, len(block.lines) - 5)
             y_max = inner.bottom - eh - (self.tail_room if head is None else 0.0)
+            if y_max < y_min:
+                continue  # too tall for the room left below the earlier lines
             steps_y = max(1, int((y_max - y_min) / max(4.0, inner.h / 32)))
             for iy in range(steps_y + 1):
-                y = y_min + (y_max - y_min) * iy / steps_y if y_max > y_min else y_min
+                y = y_min + (y_max - y_min) * iy / steps_y
                 climb = self.high * (y - y_min) / inner.h + self.narrow * ew / inner.w
                 if head is None:
                     climb = 1.2 * (y - y_min) / inner.h
