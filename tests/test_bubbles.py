@@ -5,6 +5,7 @@ time (draft boxes, detected faces) reach the layout through the version's metada
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,3 +242,56 @@ def test_bubble_moves_to_the_free_corner_and_wraps_to_a_sane_width():
     assert all(line.width <= LetteringOptions().bubble_max_width * area.w for line in b.lines)
     assert 0.5 < b.box.w / b.box.h < 4.5
     assert b.box.x >= head.right or b.box.bottom <= head.y or b.box.right <= head.x
+
+
+def test_engine_keeps_recorded_heads_in_the_version_metadata(tmp_path):
+    """A draft render through the engine: the version's metadata holds the drawn head boxes and
+    the comic built from that version letters around them."""
+    from render_helpers import tiny_settings
+
+    from storymaker.services.backends import DraftBackend
+    from storymaker.services.render import RenderEngine
+    from storymaker.services.storage import Project
+    from storymaker.domain.story import Story
+
+    project = Project.create(tmp_path / "p", title="t")
+    names = NAMES[:3]
+    story_panel = Panel("[Eileen], [Tessa] and [Ana] on the pier", characters=names,
+                        pose="three-standing-group", size=(768, 1024),
+                        dialogue=tuple(Dialogue(n, SHORT[n]) for n in names))
+    engine = RenderEngine(DraftBackend(), tiny_settings(tmp_path / "data", backend="draft"),
+                          project=project, poses=LIBRARY)
+    report = engine.render_story(Story(panels=(story_panel,)))
+    assert report.ok
+    version = project.selected(0)
+    heads = heads_from_record(version.meta)
+    assert [h.name for h in heads] == list(names) and {h.source for h in heads} == {"draft"}
+    from PIL import Image
+
+    with Image.open(version.image_path) as im:
+        image = im.convert("RGB")
+    panel = ComicPanel.from_story_panel(story_panel, image, LIBRARY.get("three-standing-group"),
+                                        dict(version.meta))
+    (page,) = render_comic([panel], LayoutOptions(kind="strip", panel_height=700), draw=False)
+    _check_panel(page, panel, names)
+
+
+def test_stand_in_detector_finds_the_face_on_a_photo_and_bubbles_avoid_it():
+    """With a real (if crude) detector, OpenCV's Haar cascade of the tiny backend: the example
+    photo's face is found, recorded, and the bubble keeps off it."""
+    from PIL import Image
+
+    from storymaker.perception.standins import StandInFaceAnalyzer
+
+    photo = Image.open(Path(__file__).resolve().parents[1] / "examples/photos/astronaut.png")
+    photo = photo.convert("RGB")
+    (box,) = detect_heads(photo, StandInFaceAnalyzer())
+    w, h = photo.size
+    assert box[0] * w < 190 and box[2] * w > 260 and box[1] * h < 70 and box[3] * h > 155
+    detect_and_record(photo, StandInFaceAnalyzer())
+    panel = ComicPanel.from_story_panel(
+        Panel("[Eileen] smiles", characters=("Eileen",),
+              dialogue=(Dialogue("Eileen", "See you in a week!"),)), photo, None, recorded(photo))
+    assert [h.name for h in panel.heads] == ["Eileen"]  # one face, one character: named
+    (page,) = render_comic([panel], LayoutOptions(kind="strip", panel_height=512), draw=False)
+    _check_panel(page, panel, ("Eileen",))
