@@ -161,12 +161,32 @@ def test_pdf_images_are_jpeg_and_quality_sets_size(tmp_path):
     ("The Lighthouse Keeper", "the-lighthouse-keeper"),
     ("../../etc/passwd", "etc-passwd"),
     ("Été à Paris!", "ete-a-paris"),
-    ("灯塔", "comic"),
+    ("灯塔", "灯塔"),
+    ("Три подруги: Ночь у маяка", "три-подруги-ночь-у-маяка"),
+    ("Ωμέγα", "ωμέγα"),
+    ("नमस्ते दुनिया", "नमस्ते-दुनिया"),
+    ("東京の夜 (第1話)", "東京の夜-第1話"),
     ("", "comic"),
+    ("?!", "comic"),
     ("CON: a/b\\c?*", "con-a-b-c"),
+    ("nul", "nul-comic"),
 ])
 def test_safe_filename(title, stem):
     assert safe_filename(title) == stem
+
+
+def test_long_titles_fit_file_systems():
+    assert len(safe_filename("a" * 300)) == 80
+    stem = safe_filename("灯" * 300)
+    assert len(stem.encode("utf-8")) <= 120 and set(stem) == {"灯"}
+
+
+def test_non_latin_title_names_the_files(panels, tmp_path):
+    title = "Три подруги"
+    (png,) = export_png(panels[:2], tmp_path, _small(kind="strip"), title=title)
+    pdf = export_pdf(panels[:2], tmp_path, _small(kind="strip"), title=title)
+    assert (png.name, pdf.name) == ("три-подруги.png", "три-подруги.pdf")
+    assert read_png_metadata(png)["Title"] == title
 
 
 def test_no_panels_and_missing_images_are_clear_errors(tmp_path):

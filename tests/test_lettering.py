@@ -8,6 +8,8 @@ import math
 import pytest
 from PIL import Image, ImageChops, ImageDraw
 
+from storymaker.domain.bubbles import plan_lettering
+from storymaker.domain.heads import SpeakerAnchor, anchors_for_panel
 from storymaker.domain.layout import Rect
 from storymaker.domain.lettering import (
     COMIC_REGULAR,
@@ -15,14 +17,12 @@ from storymaker.domain.lettering import (
     FontChain,
     FontError,
     LetteringOptions,
-    SpeakerAnchor,
     TextLine,
-    anchors_for_panel,
     default_chain,
     draw_balloons,
     draw_text_line,
     fit_text,
-    plan_lettering,
+    hyphenation_points,
     wrap_text,
 )
 from storymaker.domain.poses import Person, Pose
@@ -34,6 +34,16 @@ NOTDEF = "\ue000"  # private use: in none of the shipped fonts, so each draws it
 
 def _speech(balloons):
     return [b for b in balloons if b.kind == "speech"]
+
+
+def _said(balloons, lines):
+    """Every line has its balloon, in order: a bubble, or (no room) a caption naming the speaker."""
+    said = [b for b in balloons if b.speaker]
+    assert len(said) == len(lines)
+    for b, (who, text) in zip(said, lines):
+        assert b.speaker == who
+        assert b.text == (text if b.kind == "speech" else f"{who}: {text}")
+    return said
 
 
 def test_fonts_ship_with_licences():
@@ -98,10 +108,53 @@ def test_wrap_cjk_without_spaces_and_long_words():
     lines = wrap_text(cjk, chain, 24, 120)
     assert len(lines) > 1 and "".join(lines) == cjk
     assert all(chain.measure(line, 24) <= 120 for line in lines)
+    assert wrap_text("one\ntwo", chain, 20, 1000) == ["one", "two"]
+
+
+def _unbroken(lines: list[str]) -> tuple[str, list[int]]:
+    """The text with line-end hyphens removed, and the offsets of the breaks."""
+    text, breaks = "", []
+    for line in lines[:-1]:
+        text += line[:-1] if line.endswith("-") else line
+        breaks.append(len(text))
+    return text + lines[-1], breaks
+
+
+@pytest.mark.parametrize("word,lang", [("Supercalifragilisticexpialidocious", "en_US"),
+                                       ("Pneumonoultramicroscopicsilicovolcanoconiosis,", "en_US"),
+                                       ("достопримечательность", "en_US")])
+def test_long_words_are_hyphenated_at_syllables(word, lang):
+    """A word wider than the line breaks only at pyphen's syllable points, each break marked
+    with a hyphen, and every line fits (Cyrillic words use Russian patterns)."""
+    chain = default_chain()
+    lines = wrap_text(word, chain, 24, 110, lang)
+    assert len(lines) > 1
+    text, breaks = _unbroken(lines)
+    assert text == word
+    assert all(line.endswith("-") for line in lines[:-1])
+    points = hyphenation_points(word, lang)
+    assert points and set(breaks) <= set(points)
+    assert all(chain.measure(line, 24) <= 110 for line in lines)
+
+
+def test_words_break_after_their_own_dash_and_only_when_too_long():
+    chain = default_chain()
+    width = chain.measure("lighthouse-", 24) + 2
+    assert wrap_text("lighthouse-keeper", chain, 24, width) == ["lighthouse-", "keeper"]
+    # Words that fit a line of their own are never hyphenated.
+    assert wrap_text("a wonderful evening", chain, 24, 150) == ["a wonderful", "evening"]
+
+
+def test_without_hyphenation_patterns_breaks_are_marked(monkeypatch):
+    from storymaker.domain import lettering
+
+    monkeypatch.setattr(lettering, "_hyphenator", lambda lang: None)
+    chain = default_chain()
     word = "Supercalifragilisticexpialidocious"
     lines = wrap_text(word, chain, 24, 100)
-    assert "".join(lines) == word and all(chain.measure(line, 24) <= 100 for line in lines)
-    assert wrap_text("one\ntwo", chain, 20, 1000) == ["one", "two"]
+    assert len(lines) > 2 and _unbroken(lines)[0] == word
+    assert all(line.endswith("-") for line in lines[:-1])  # never mid-letter without a mark
+    assert all(chain.measure(line, 24) <= 100 for line in lines)
 
 
 def test_fit_text_shrinks_to_fit():
@@ -160,20 +213,20 @@ def test_many_bubbles_no_overlap_reading_order_inside_panel():
         for k in range(1, len(lines) + 1):
             balloons = plan_lettering(area, "Meanwhile, at the lighthouse.",
                                       tuple(Dialogue(*l) for l in lines[:k]), anchors)
-            assert balloons[0].kind == "caption"
+            assert balloons[0].kind == "caption" and balloons[0].speaker is None
+            _said(balloons, lines[:k])
             speech = _speech(balloons)
-            if any(b.overlaps for b in speech):
+            if any(b.overlaps for b in balloons):
                 # Only when the words cannot fit at the smallest size: 5 bubbles in 300x400.
                 assert (area.w, k) == (300, 5)
                 continue
-            assert [b.text for b in speech] == [l[1] for l in lines[:k]]
             _no_overlaps(balloons)
             for b in balloons:
                 assert area.contains(b.box, tol=0.5)
             tops = [b.box.y for b in speech]
             assert tops == sorted(tops)  # script order reads top to bottom
             for a, b in itertools.combinations(speech, 2):
-                if b.box.y < a.box.bottom:  # side by side: the later one is to the right
+                if b.box.y < a.box.y + 0.6 * a.box.h:  # level: the later one is to the right
                     assert b.box.center[0] > a.box.center[0]
 
 
@@ -207,8 +260,9 @@ def test_anchors_from_script_panel_and_pose():
     panel = Panel("[Mara] and [Theo]", characters=("Mara", "Theo"),
                   dialogue=(Dialogue("theo", "Hi"), Dialogue("Mara", "Hey"), Dialogue("Nar", "...")))
     anchors = {a.name: a for a in anchors_for_panel(panel, pose)}
-    assert anchors["theo"].head == nose_b and anchors["theo"].slot == 1
-    assert anchors["Mara"].head == nose_a and anchors["Mara"].slot == 0
+    assert anchors["theo"].head == pytest.approx(nose_b) and anchors["theo"].slot == 1
+    assert anchors["Mara"].head == pytest.approx(nose_a) and anchors["Mara"].slot == 0
+    assert anchors["Mara"].box[0] < nose_a[0] < anchors["Mara"].box[2]
     assert anchors["Nar"].slot == -1 and anchors["Nar"].head is None
     no_pose = anchors_for_panel(panel)
     assert all(a.head is None for a in no_pose)
@@ -263,9 +317,9 @@ def test_random_panels_keep_bubbles_apart_and_inside():
                       for _ in range(rng.randint(1, 4)))
         caption = "Narration here." if rng.random() < 0.5 else None
         balloons = plan_lettering(area, caption, lines, tuple(anchors), heads)
+        _said(balloons, [(d.speaker, d.text) for d in lines])
         speech = _speech(balloons)
-        assert len(speech) == len(lines)
-        if any(b.overlaps for b in speech):
+        if any(b.overlaps for b in balloons):
             continue
         _no_overlaps(balloons)
         assert all(area.contains(b.box, tol=0.5) for b in balloons)

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from ..config import Settings
 from ..errors import GPUOutOfMemoryError, RenderCancelled, RenderError
+from ..perception.heads import detect_and_record
 from .jobs import CharacterSlot, PanelJob
 from .pipelines import PIPELINES, PipelineCache, _free_cuda_memory, _PipelineEntry, pipeline_key
 
@@ -194,6 +195,7 @@ class DiffusionBackend:
         image = images[0]
         if not isinstance(image, Image.Image):
             raise RenderError("The pipeline returned no image; report this as a bug.")
+        detect_and_record(image, getattr(registry, "face_analyzer", None))  # head boxes for lettering
         if self.label:
             image = stamp_label(image, self.label)
         return image

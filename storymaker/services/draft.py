@@ -3,7 +3,9 @@
 What it draws: the pose skeleton(s) (``perception.pose.render_pose``, controlnet-aux colours), each
 character's thumbnail and name at its position (its head on the pose, or spread across the panel),
 the prompt as a slug line with seed and size, and a "DRAFT" mark. Captions and speech bubbles are
-lettered by the comic export, as for rendered panels. No model and no torch of its own.
+lettered by the comic export, as for rendered panels: the draft records where it drew each head
+(thumbnail and name) and the slug band in the image's render record (``domain/heads.py``), so
+lettering keeps off them. No model and no torch of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from ..domain.heads import Head, record_on_image
 from ..domain.lettering import FONT_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,6 +112,7 @@ def draw_draft(job: "PanelJob", thumbnails: Mapping[str, Image.Image | None] | N
 
     name_font = load_font(unit)
     thumb = max(8, min(w, h) // 5)
+    heads = []
     for slot, (x, y) in zip(job.characters, _positions(job)):
         box = (int(x - thumb / 2), int(y - thumb / 2), int(x + thumb / 2), int(y + thumb / 2))
         picture = thumbnails.get(slot.name)
@@ -123,6 +127,9 @@ def draw_draft(job: "PanelJob", thumbnails: Mapping[str, Image.Image | None] | N
         tx, ty = x - tw / 2, box[3] + unit // 4
         draw.rectangle((tx - 2, ty - 1, tx + tw + 2, ty + unit + 3), fill=(255, 255, 255))
         draw.text((tx, ty), label, fill=INK, font=name_font)
+        drawn = (min(box[0], tx - 2), box[1], max(box[2], tx + tw + 2), ty + unit + 3)
+        heads.append(Head((max(0.0, drawn[0] / w), max(0.0, drawn[1] / h), min(1.0, drawn[2] / w),
+                           min(1.0, drawn[3] / h)), slot.name, "draft"))
 
     # Bottom: the prompt as a slug line, with seed and size; the DRAFT mark sits on the band's top
     # edge at the right (the comic letters captions and bubbles over the top of the panel, and a
@@ -143,4 +150,6 @@ def draw_draft(job: "PanelJob", thumbnails: Mapping[str, Image.Image | None] | N
     for i, line in enumerate(lines):
         draw.text((unit // 2, y), line, fill=FAINT if i == len(lines) - 1 else INK, font=small)
         y += int(unit * 1.0)
-    return image
+    band = (0.0, band_top / h, 1.0, 1.0)
+    mark_area = (mark_box[0] / w, mark_box[1] / h, 1.0, band_top / h)
+    return record_on_image(image, heads=heads, keep_clear=(band, mark_area))

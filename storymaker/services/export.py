@@ -8,7 +8,8 @@ in PNG text chunks; ``export_pdf`` writes a PDF with reportlab: panel images as 
 real (selectable, searchable) text in embedded TrueType fonts, title and author in the metadata.
 
 File names come from the title, sanitised (``the-lighthouse-keeper.pdf``,
-``the-lighthouse-keeper-page-01.png``). Nothing is overwritten unless ``overwrite=True``: an
+``the-lighthouse-keeper-page-01.png``; a title in another script keeps its letters:
+``три-подруги.pdf``). Nothing is overwritten unless ``overwrite=True``: an
 existing target raises :class:`ExportError` before anything is written.
 
 Demo: ``python -m storymaker.services.export --demo OUT_DIR`` writes a sample comic in every layout.
@@ -25,18 +26,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..domain.layout import LayoutOptions, PageLayout, Placement, compute_layout, place_image
+from ..domain.bubbles import plan_lettering
+from ..domain.heads import (
+    Box,
+    Head,
+    SpeakerAnchor,
+    anchors_for_panel,
+    keep_clear_from_record,
+    panel_heads,
+)
+from ..domain.layout import LayoutOptions, PageLayout, Placement, Rect, compute_layout, place_image
 from ..domain.lettering import (
     Balloon,
     FontChain,
     LetteringOptions,
-    SpeakerAnchor,
     TextLine,
-    anchors_for_panel,
     default_chain,
     draw_balloons,
     draw_title,
-    plan_lettering,
     title_line,
 )
 from ..domain.story import Dialogue
@@ -64,6 +71,8 @@ class ComicPanel:
     """One panel to put on a page: its selected image and its lettering.
 
     ``metadata`` (seed, prompt, model ids, ...) is written, as JSON, into the PNG text chunks.
+    ``heads`` are every head in the image (lettering keeps off them; named ones receive tails),
+    ``keep_clear`` boxes that lettering must leave visible; both normalised to the image.
     """
 
     image: "Image.Image"
@@ -71,14 +80,20 @@ class ComicPanel:
     dialogue: tuple[Dialogue, ...] = ()
     anchors: tuple[SpeakerAnchor, ...] = ()
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
+    heads: tuple[Head, ...] = ()
+    keep_clear: tuple[Box, ...] = ()
 
     @classmethod
     def from_story_panel(cls, panel: "Panel", image: "Image.Image", pose: "Pose | None" = None,
                          metadata: dict | None = None) -> "ComicPanel":
-        """Build from a script panel, its image and (optionally) its pose, which places the heads."""
+        """Build from a script panel, its image, its pose and its version's metadata: the head
+        boxes recorded at render time (detected or drawn), else those the pose implies."""
         meta = {"prompt": panel.prompt, "seed": panel.seed}
         meta.update(metadata or {})
-        return cls(image, panel.caption, tuple(panel.dialogue), anchors_for_panel(panel, pose), meta)
+        heads = panel_heads(panel.characters, pose, meta, image.size)
+        return cls(image, panel.caption, tuple(panel.dialogue),
+                   anchors_for_panel(panel, pose, heads, image.size), meta, heads,
+                   keep_clear_from_record(meta))
 
 
 def project_comic_panels(project, story, poses=None) -> list[ComicPanel]:
@@ -148,15 +163,39 @@ def _crop_resize(image: "Image.Image", placement: Placement) -> "Image.Image":
     return image.convert("RGB").resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
 
 
-def _heads(panel: ComicPanel, placement: Placement) -> dict[str, tuple[float, float]]:
-    out = {}
+def _page_box(box: Box, placement: Placement) -> Rect | None:
+    """A normalised image box on the page, cut to what the crop shows (None if nothing)."""
     d = placement.dest
-    for anchor in panel.anchors:
-        if anchor.head is None:
+    x0, y0 = placement.to_dest(box[0], box[1])
+    x1, y1 = placement.to_dest(box[2], box[3])
+    x0, y0, x1, y1 = max(x0, d.x), max(y0, d.y), min(x1, d.right), min(y1, d.bottom)
+    return Rect(x0, y0, x1 - x0, y1 - y0) if x1 - x0 > 1 and y1 - y0 > 1 else None
+
+
+def _heads(panel: ComicPanel, placement: Placement):
+    """(speaker name -> head box or point, every head box, keep-clear boxes) in page pixels."""
+    d = placement.dest
+    named: dict[str, Rect | tuple[float, float]] = {}
+    faces = []
+    for head in panel.heads:
+        rect = _page_box(head.box, placement)
+        if rect is None:
             continue
-        x, y = placement.to_dest(*anchor.head)
-        out[anchor.name] = (min(max(x, d.x), d.right), min(max(y, d.y), d.bottom))
-    return out
+        faces.append(rect)
+        if head.name:
+            named[head.name] = rect
+    known = {name.casefold() for name in named}
+    for anchor in panel.anchors:
+        if anchor.name.casefold() in known:
+            continue
+        rect = _page_box(anchor.box, placement) if anchor.box is not None else None
+        if rect is not None:
+            named[anchor.name] = rect
+        elif anchor.head is not None:
+            x, y = placement.to_dest(*anchor.head)
+            named[anchor.name] = (min(max(x, d.x), d.right), min(max(y, d.y), d.bottom))
+    keep = [r for r in (_page_box(b, placement) for b in panel.keep_clear) if r is not None]
+    return named, faces, keep
 
 
 def render_comic(panels: Sequence[ComicPanel], options: LayoutOptions | None = None,
@@ -193,9 +232,10 @@ def render_comic(panels: Sequence[ComicPanel], options: LayoutOptions | None = N
                 pen.rectangle((left - w, top - w, right + w - 1, bottom + w - 1), outline=letter.ink,
                               width=w)
             placements.append((slot.panel, placement))
+            named, faces, keep = _heads(panel, placement)
             balloons.extend(plan_lettering(placement.dest, panel.caption, panel.dialogue,
-                                           panel.anchors, _heads(panel, placement), letter,
-                                           regular, bold))
+                                           panel.anchors, named, letter, regular, bold,
+                                           faces=faces, keep_clear=keep))
         if draw:
             draw_balloons(page, balloons, letter, regular, bold)
         title_info = None
@@ -219,10 +259,41 @@ def render_pages(panels: Sequence[ComicPanel], options: LayoutOptions | None = N
 # Files
 
 
-def safe_filename(title: str, default: str = "comic", max_len: int = 80) -> str:
-    """A portable file stem from a title: ASCII letters, digits and dashes, lower case."""
-    text = unicodedata.normalize("NFKD", title or "").encode("ascii", "ignore").decode("ascii")
-    stem = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:max_len].strip("-")
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
+             *(f"lpt{i}" for i in range(1, 10))}  # device names Windows refuses as files
+
+
+def _fold(ch: str) -> str:
+    """``ch`` as ASCII when it is a Latin letter with marks (é -> e), else ``ch`` itself."""
+    base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+    return base if base and base.isascii() else ch
+
+
+def safe_filename(title: str, default: str = "comic", max_len: int = 80, max_bytes: int = 120) -> str:
+    """A portable file stem from a title, lower case, words joined by dashes.
+
+    Accented Latin letters lose their accents (``Été`` -> ``ete``); letters of other scripts are
+    kept as they are (``Три подруги`` -> ``три-подруги``, ``灯塔`` -> ``灯塔``), so a title in any
+    language names its file. Path separators, punctuation and control characters become dashes;
+    the stem is cut to ``max_len`` characters and ``max_bytes`` UTF-8 bytes (file systems allow
+    255 bytes; ``-page-01.png`` still fits)."""
+    text = unicodedata.normalize("NFKC", title or "")
+    out = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if cat[0] in "LN":
+            out.append(_fold(ch))
+        elif cat[0] == "M" and out and not out[-1].isascii():
+            out.append(ch)  # a vowel sign or accent of a script that keeps its letters
+        else:
+            out.append("-")
+    stem = re.sub(r"-+", "-", "".join(out)).strip("-").lower()
+    stem = unicodedata.normalize("NFC", stem)[:max_len]
+    while len(stem.encode("utf-8")) > max_bytes:
+        stem = stem[:-1]
+    stem = stem.strip("-")
+    if stem in _RESERVED:
+        stem += f"-{default}"
     return stem or default
 
 

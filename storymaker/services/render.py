@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 from PIL import Image
 
 from ..config import Settings
+from ..domain.heads import recorded
 from ..domain.story import Panel, Story
 from ..errors import InvalidInputError, PoseError, RenderCancelled, StoryMakerError
 from .backends import RenderBackend
@@ -293,6 +294,7 @@ class RenderEngine:
             job = self.job(story, index, seed=seed, story_seed=story_seed, seed_source=seed_source)
             image = self.backend.render(job, registry=self.registry, on_step=on_step, cancel=cancel)
             metadata = self._metadata(job)
+            metadata.update(recorded(image))  # what the backend measured: head boxes (domain/heads.py)
             version = self._keep(panel_id, image, metadata) if keep else None
         except RenderCancelled as err:
             logger.info("panel %d cancelled", index + 1)
