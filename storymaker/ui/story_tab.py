@@ -14,14 +14,14 @@ FORMAT_HELP = """\
 **Header** (before the first panel): `title:`, `style:` (added to every panel), `negative:`,
 `size: 960x1280` (multiples of 8), `seed:`, `steps:`, `guidance:`.
 
-**Panels**: every unindented line starts a panel; the line is its prompt. `[Name]` puts a
-registered character in the panel (at most 3; 1-2 work best).
+**Panels**: every other line starts a panel (indented or not); the line is its prompt. `[Name]`
+puts a registered character in the panel (at most 3; 1-2 work best).
 
-**Under a panel** (indented): `pose: <pose name>`, `caption: <narration>`, `seed: 1234`,
+**Under a panel** (indented `word: value`): `pose: <pose name>`, `caption: <narration>`, `seed: 1234`,
 `size: 1280x768`, `outfit: Name=outfit`, `steps:`, `guidance:`, `negative:`, and dialogue as
 `Name: "text"`.
 
-Lines starting with `#` are comments.
+Lines starting with `#` are comments. The full format: `docs/script.md`.
 """
 
 EXAMPLE_SCRIPT = """\
@@ -53,7 +53,7 @@ def validate(ctx: StudioContext, sid: str, text: str) -> tuple[str, list[list[An
     ctx.project(sid).write_script(text)
     _, names, poses = ctx.script_inputs(sid)
     if not text.strip():
-        return "Write a story: one panel per unindented line (see the format help).", []
+        return "Write a story: one panel per line (see the format help).", []
     report = check(text, names, poses=poses)
     rows = panel_rows(report.story) if report.story is not None else []
     lines = []

@@ -25,6 +25,14 @@ from .rules import (
     slot_order,
 )
 
+_WORD_RE = re.compile(r"[^\W\d_][\w-]*")  # a word: a letter, then letters, digits, '_' or '-'
+
+
+def _quoted(value: str) -> bool:
+    """Whether a value opens a quotation (straight or curly): dialogue rather than an attribute."""
+    return value[:1] == '"' or (value[:1] != "" and value[0] in SMART_QUOTES)
+
+
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
@@ -70,24 +78,26 @@ class _Parser:
             if not body or body.startswith("#"):
                 continue
             lead = len(line) - len(body)
-            if lead == 0:
-                if in_header:
-                    if body == HEADER_END:
-                        in_header = False
-                        continue
-                    m = KEY_RE.match(body)
-                    if m:
-                        self._header_line(lineno, m, body)
-                        continue
+            if lead and self._under_panel(body):
+                if self.panel is None:
+                    self._issue(lineno, 1, (
+                        "indented line before the first panel: header lines (title:, style:, ...) start "
+                        "at the beginning of the line; panel attributes go under a panel's prompt line"
+                    ))
+                else:
+                    self._panel_line(lineno, lead, body)
+                continue
+            # Any other line, indented or not, is a header line or starts a panel.
+            if in_header:
+                if body == HEADER_END:
                     in_header = False
-                self._start_panel(lineno, body)
-            elif self.panel is None:
-                self._issue(lineno, 1, (
-                    "indented line before the first panel: header lines (title:, style:, ...) start "
-                    "at the beginning of the line; panel attributes go under a panel's prompt line"
-                ))
-            else:
-                self._panel_line(lineno, lead, body)
+                    continue
+                m = KEY_RE.match(body)
+                if m:  # never indented here: an indented `key: value` is under a panel
+                    self._header_line(lineno, m, body)
+                    continue
+                in_header = False
+            self._start_panel(lineno, lead, body)
         self._finish_panel()
         return Story(panels=tuple(self.panels), **self.header)
 
@@ -123,11 +133,26 @@ class _Parser:
             self.header[key] = value
 
     # panels
-    def _start_panel(self, lineno: int, body: str) -> None:
+    def _under_panel(self, body: str) -> bool:
+        """Whether an indented line belongs to the panel above: ``key: value`` (a word, a colon) or
+        dialogue (``Name: "text"``, ``[Name]: "text"``). Any other indented line starts a panel, so
+        that the indent an editor keeps after Enter does not turn a prompt into an error."""
+        if body.startswith("["):
+            close = body.find("]")
+            return close > 0 and body[close + 1:].lstrip().startswith(":")
+        head, colon, value = body.partition(":")
+        head = head.strip()
+        if not colon or not head or "[" in head or "]" in head:
+            return False
+        if _WORD_RE.fullmatch(head) or _quoted(value.strip()):
+            return True
+        return self.names.check and self.names.resolve(head, brackets=False)[0] is not None  # unquoted speech
+
+    def _start_panel(self, lineno: int, lead: int, body: str) -> None:
         self._finish_panel()
         chars, problems = bind(body, self.names)
         for offset, message, warning in problems:
-            self._issue(lineno, offset + 1, message, warning=warning)
+            self._issue(lineno, lead + offset + 1, message, warning=warning)
         m = KEY_RE.match(body)
         if m and m.group(1).lower() in PANEL_KEYS + HEADER_KEYS:
             self._issue(lineno, 1, (
@@ -148,27 +173,16 @@ class _Parser:
         self.panels.append(Panel(**p))
 
     def _panel_line(self, lineno: int, lead: int, body: str) -> None:
+        """An indented line that :meth:`_under_panel` gave to the panel above."""
         p = self.panel
         assert p is not None
-        if body.startswith("["):
+        if body.startswith("["):  # [Name]: "text"
             close = body.find("]")
-            rest = body[close + 1:].lstrip() if close > 0 else ""
-            if close > 0 and rest.startswith(":"):
-                value_at = len(body) - len(rest[1:].lstrip())
-                self._dialogue(lineno, lead, body[1:close], body[value_at:], lead + value_at + 1, brackets=True)
-                return
-            self._issue(lineno, lead + 1, (
-                "a line under a panel must be 'key: value' or dialogue 'Name: \"text\"'; "
-                "to start a new panel, write the prompt at the beginning of the line"
-            ))
+            rest = body[close + 1:].lstrip()[1:]
+            value_at = len(body) - len(rest.lstrip())
+            self._dialogue(lineno, lead, body[1:close], body[value_at:], lead + value_at + 1, brackets=True)
             return
         colon = body.find(":")
-        if colon <= 0:
-            self._issue(lineno, lead + 1, (
-                "a line under a panel must be 'key: value' or dialogue 'Name: \"text\"'; "
-                "to start a new panel, write the prompt at the beginning of the line (no indent)"
-            ))
-            return
         key_written = body[:colon].strip()
         key = key_written.lower()
         after = body[colon + 1:]
@@ -177,7 +191,7 @@ class _Parser:
         if key in PANEL_KEYS:
             self._attribute(lineno, lead, key, value, vcol)
             return
-        if value[:1] == '"' or value[:1] in SMART_QUOTES:
+        if _quoted(value):
             self._dialogue(lineno, lead, key_written, value, vcol, brackets=False)
             return
         close = difflib.get_close_matches(key, PANEL_KEYS, n=1)
