@@ -52,7 +52,7 @@ def test_the_example_script_in_the_docs_parses_as_described():
     assert cliff.characters == ("Mara",) and cliff.caption.startswith("Every night")
     assert tea.characters == ("Mara", "Theo") and tea.pose == "two-sitting-facing" and tea.seed == 1234
     assert tea.dialogue == (Dialogue("Mara", "You came back."), Dialogue("Theo", "I always do."))
-    assert boat.outfits == (("Theo", "raincoat"),) and boat.size == (1280, 768)
+    assert boat.outfits == (("Theo", "raincoat"),) and boat.size == (1280, 768) and boat.style == "manga"
     assert beach.characters == ()
     assert parse_script(format_script(story), NAMES, poses=POSES) == story
 

@@ -84,6 +84,7 @@ def panels(draw, registry: list[str]) -> Panel:
         steps=optional(steps_st),
         guidance=optional(guidance_st),
         negative=optional(line_text_st),
+        style=optional(line_text_st),
         dialogue=dialogue,
     )
 
@@ -159,4 +160,4 @@ def test_check_never_raises_on_arbitrary_text(text):
 
 
 def test_attribute_keys_are_the_spec_list():
-    assert PANEL_KEYS == ("pose", "caption", "seed", "size", "outfit", "steps", "guidance", "negative")
+    assert PANEL_KEYS == ("pose", "caption", "seed", "size", "outfit", "steps", "guidance", "negative", "style")

@@ -7,8 +7,9 @@ Public API::
     check(text, characters=None, *, poses=None) -> ScriptReport        # never raises (live validation)
     panel_warnings(panel, *, poses=None) -> tuple[str, ...]
     format_script(story) -> str                                         # parse(format(s)) == s
-    prompt_for_model(panel, story, nouns) -> str
-    negative_for_model(panel, story, default="") -> str
+    prompt_for_model(panel, story, nouns, styles=None) -> str           # [Name] -> noun, style applied
+    negative_for_model(panel, story, default="", styles=None) -> str
+    style_for_panel(panel, story, styles=None) -> (Style | None, str)   # library style or free text
     story_from_data(data, characters=None, *, poses=None) -> Story      # StoryDataError with JSON paths
     story_to_data(story) -> dict
     load_story(path, characters=None, *, poses=None) -> Story           # .txt/.story, .yaml/.yml, .json
@@ -46,7 +47,7 @@ from .data import (
     story_to_yaml,
 )
 from .formatter import format_script
-from .model_text import negative_for_model, prompt_for_model
+from .model_text import negative_for_model, prompt_for_model, style_for_panel
 from .parser import ScriptReport, check, panel_warnings, parse_script, parse_script_with_warnings
 from .rules import (
     HEADER_END,
@@ -68,5 +69,5 @@ __all__ = [
     "MAX_STEPS", "PANEL_KEYS", "SCRIPT_SUFFIXES", "STORY_SCHEMA", "TRAINED_CHARACTERS", "YAML_SUFFIXES",
     "PoseLookup", "ScriptReport", "StoryDataError", "check", "format_script", "load_story", "negative_for_model",
     "normalize_name", "panel_warnings", "parse_script", "parse_script_with_warnings", "prompt_for_model",
-    "save_story", "scan_markers", "story_from_data", "story_to_data", "story_to_json", "story_to_yaml",
+    "save_story", "scan_markers", "story_from_data", "style_for_panel", "story_to_data", "story_to_json", "story_to_yaml",
 ]

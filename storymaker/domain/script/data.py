@@ -83,6 +83,7 @@ STORY_SCHEMA: dict = {
                     "steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS},
                     "guidance": {"type": "number", "minimum": 0, "maximum": MAX_GUIDANCE},
                     "negative": {"type": "string", "minLength": 1},
+                    "style": {"type": "string", "minLength": 1},
                     "dialogue": {
                         "type": "array",
                         "items": {
@@ -200,6 +201,7 @@ def story_from_data(
             steps=raw.get("steps"),
             guidance=float(raw["guidance"]) if raw.get("guidance") is not None else None,
             negative=text(f"{at}.negative", raw.get("negative")),
+            style=text(f"{at}.style", raw.get("style")),
             dialogue=tuple(dialogue),
         ))
     if problems:
@@ -228,7 +230,7 @@ def story_to_data(story: Story) -> dict:
             item["size"] = [int(panel.size[0]), int(panel.size[1])]
         if panel.outfits:
             item["outfits"] = {who: what for who, what in panel.outfits}
-        for key in ("steps", "guidance", "negative"):
+        for key in ("steps", "guidance", "negative", "style"):
             if getattr(panel, key) is not None:
                 item[key] = getattr(panel, key)
         if panel.dialogue:

@@ -96,7 +96,7 @@ def format_script(story: Story) -> str:
             value = getattr(panel, key)
             if value is None:
                 continue
-            if key in ("caption", "negative", "pose") and value == "":
+            if key in ("caption", "negative", "pose", "style") and value == "":
                 raise InvalidInputError(f"{where}: {key} is empty; use None for no {key}")
             out.append(f"  {key}: {_fmt_value(where, key, value)}")
         for line in panel.dialogue:

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from ...errors import ScriptError, ScriptIssue
 from ..story import Dialogue, Panel, Story
+from ..styles import StyleLibrary
 from .rules import (
     HEADER_END,
     HEADER_KEYS,
@@ -131,6 +132,8 @@ class _Parser:
             self.header[key] = parsed
         else:
             self.header[key] = value
+            if key == "style":
+                self._style_hint(lineno, vcol, value)
 
     # panels
     def _under_panel(self, body: str) -> bool:
@@ -229,8 +232,17 @@ class _Parser:
             if error:
                 self._issue(lineno, vcol, error)
             p["pose"] = value
-        else:  # caption, negative
+        else:  # caption, negative, style
             p[key] = value
+            if key == "style":
+                self._style_hint(lineno, vcol, value)
+
+    def _style_hint(self, lineno: int, col: int, value: str) -> None:
+        hint = StyleLibrary.builtin().suggest(value)
+        if hint:
+            self._issue(lineno, col, (
+                f"style {value!r} is not a style name, so it is added to the prompts as free text; {hint}"
+            ), warning=True)
 
     def _outfits(self, lineno: int, value: str, vcol: int) -> None:
         p = self.panel
