@@ -177,3 +177,33 @@ def test_docs_prompts_md_lists_every_style():
     table = doc.split("## The style library", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([a-z0-9-]+)` \| (.+) \|$", table, flags=re.M)
     assert rows == [(style.name, style.description) for style in LIBRARY]
+
+
+# ---------------------------------------------------------------------------------- the editor's menu
+def test_the_style_menu_sets_the_header_style_line_and_keeps_everything_else():
+    from storymaker.domain.script import with_header_value
+    from storymaker.ui.story_tab import apply_style, style_choices
+
+    choices = style_choices()
+    assert [name for _, name in choices] == LIBRARY.names()
+    assert all(label == f"{name}: {LIBRARY.get(name).description}" for label, name in choices)
+    text = "# my story\ntitle: T\nstyle: ink\n\n[Mara] waves\n  style: noir\n"
+    assert apply_style(text, "manga") == text.replace("style: ink\n", "style: manga\n")  # the panel's stays
+    assert apply_style("# c\ntitle: T\n\na cat\n", "noir") == "# c\ntitle: T\nstyle: noir\n\na cat\n"
+    assert apply_style("a cat\n", "noir") == "style: noir\na cat\n"
+    assert apply_style("", "noir") == "style: noir\n"
+    assert apply_style("title: T\n---\nstyle: x is a prompt\n", "noir") == "title: T\nstyle: noir\n---\nstyle: x is a prompt\n"
+    assert apply_style(text, None) == text
+    with pytest.raises(InvalidInputError):
+        with_header_value(text, "pose", "standing")
+
+
+def test_the_story_tab_builds_with_the_style_menu(tmp_path):
+    from ui_helpers import make_studio
+
+    studio = make_studio(tmp_path / "data")
+    try:
+        menus = [b for b in studio.blocks.blocks.values() if getattr(b, "elem_id", None) == "style-menu"]
+        assert len(menus) == 1 and [c[1] for c in menus[0].choices] == LIBRARY.names()
+    finally:
+        studio.close()

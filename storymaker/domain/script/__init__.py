@@ -6,6 +6,7 @@ Public API::
     parse_script_with_warnings(text, characters=None, *, poses=None) -> tuple[Story, tuple[ScriptIssue, ...]]
     check(text, characters=None, *, poses=None) -> ScriptReport        # never raises (live validation)
     panel_warnings(panel, *, poses=None) -> tuple[str, ...]
+    with_header_value(text, key, value) -> str                          # set e.g. style: in the text
     format_script(story) -> str                                         # parse(format(s)) == s
     prompt_for_model(panel, story, nouns, styles=None) -> str           # [Name] -> noun, style applied
     negative_for_model(panel, story, default="", styles=None) -> str
@@ -48,7 +49,14 @@ from .data import (
 )
 from .formatter import format_script
 from .model_text import negative_for_model, prompt_for_model, style_for_panel
-from .parser import ScriptReport, check, panel_warnings, parse_script, parse_script_with_warnings
+from .parser import (
+    ScriptReport,
+    check,
+    panel_warnings,
+    parse_script,
+    parse_script_with_warnings,
+    with_header_value,
+)
 from .rules import (
     HEADER_END,
     HEADER_KEYS,
@@ -70,4 +78,5 @@ __all__ = [
     "PoseLookup", "ScriptReport", "StoryDataError", "check", "format_script", "load_story", "negative_for_model",
     "normalize_name", "panel_warnings", "parse_script", "parse_script_with_warnings", "prompt_for_model",
     "save_story", "scan_markers", "story_from_data", "style_for_panel", "story_to_data", "story_to_json", "story_to_yaml",
+    "with_header_value",
 ]

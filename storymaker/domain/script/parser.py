@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ...errors import ScriptError, ScriptIssue
+from ...errors import InvalidInputError, ScriptError, ScriptIssue
 from ..story import Dialogue, Panel, Story
 from ..styles import StyleLibrary
 from .rules import (
@@ -23,6 +23,7 @@ from .rules import (
     normalize_name,
     pose_problem,
     resolve_in_panel,
+    single_line,
     slot_order,
 )
 
@@ -319,6 +320,30 @@ def check(text: str, characters: Iterable[str] | None = None, *, poses: PoseLook
         warnings=tuple(parser.warnings),
         story=None if parser.errors else story,
     )
+
+
+def with_header_value(text: str, key: str, value: str) -> str:
+    """``text`` with its header's ``key: value`` line set (the editor's style menu): replaced where it
+    is, else added after the last header line; every other line, comments included, is kept."""
+    if key not in HEADER_KEYS:
+        raise InvalidInputError(f"{key!r} is not a header key; known: {', '.join(HEADER_KEYS)}")
+    if not single_line(value) or not value.strip():
+        raise InvalidInputError(f"{key} must be one line of text, not {value!r}")
+    lines = text.split("\n")
+    insert_at = 0
+    for index, raw in enumerate(lines):
+        body = raw.strip()
+        if not body or body.startswith("#"):
+            continue
+        match = KEY_RE.match(body)
+        if raw[:1].isspace() or body == HEADER_END or not match:
+            break  # the header ends here
+        if match.group(1).lower() == key:
+            lines[index] = f"{key}: {value.strip()}"
+            return "\n".join(lines)
+        insert_at = index + 1
+    lines.insert(insert_at, f"{key}: {value.strip()}")
+    return "\n".join(lines)
 
 
 def panel_warnings(panel: Panel, *, poses: PoseLookup | None = None) -> tuple[str, ...]:
