@@ -110,12 +110,6 @@ class PromptEncoder:
                 returned_embeddings_type=ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,
                 dtype_for_device_getter=lambda device, encoder=encoder: encoder.dtype,
             ))
-        self.pooling = EmbeddingsProvider(  # text encoder 2's pooled output of the first 77 tokens
-            tokenizer=pipe.tokenizer_2,
-            text_encoder=pipe.text_encoder_2,
-            truncate=True,
-            dtype_for_device_getter=lambda device: pipe.text_encoder_2.dtype,
-        )
 
     @property
     def device(self) -> Any:
@@ -136,7 +130,8 @@ class PromptEncoder:
                 [p.get_embeddings_for_weighted_prompt_fragments(texts, weights, device=device) for p in self.providers],
                 dim=-1,
             )
-            pooled = self.pooling.get_pooled_embeddings(["".join(texts[0])], device=device)
+            # Text encoder 2's pooled output; compel always cuts this one at 77 tokens: the first chunk.
+            pooled = self.providers[-1].get_pooled_embeddings(["".join(texts[0])], device=device)
         return embeds.to(dtype=dtype, device=device), pooled.to(dtype=dtype, device=device)
 
     def empty_chunk(self) -> Any:

@@ -32,7 +32,7 @@ _WORD_RE = re.compile(r"[^\W\d_][\w-]*")  # a word: a letter, then letters, digi
 
 def _quoted(value: str) -> bool:
     """Whether a value opens a quotation (straight or curly): dialogue rather than an attribute."""
-    return value[:1] == '"' or (value[:1] != "" and value[0] in SMART_QUOTES)
+    return bool(value) and value[0] in '"' + SMART_QUOTES
 
 
 # --------------------------------------------------------------------------------------------
@@ -49,7 +49,6 @@ class ScriptReport:
     @property
     def ok(self) -> bool:
         return not self.errors
-
 
 
 class _Parser:
