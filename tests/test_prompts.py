@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from storymaker.models.tiny import tiny_pipeline, tiny_tokenizer
-from storymaker.services.prompts import EMPHASIS, PromptEncoder, parse_weights, plain_text
+from storymaker.services.prompts import EMPHASIS, PromptEncoder, parse_weights
 
 LONG = "a lighthouse keeper climbs the spiral stairs at dusk, " * 3  # 162 characters: 3 chunks
 
@@ -59,9 +59,12 @@ def test_parse_weights(text, fragments):
     assert [w for _, w in got] == pytest.approx([w for _, w in fragments])
 
 
-def test_plain_text_removes_only_the_syntax():
-    assert plain_text("a (red:1.3) [shiny] ball, 12:30") == "a red shiny ball, 12:30"
-    assert plain_text("no syntax here: none") == "no syntax here: none"
+def test_the_fragments_hold_the_text_without_the_syntax():
+    def plain(text):
+        return "".join(fragment for fragment, _ in parse_weights(text))
+
+    assert plain("a (red:1.3) [shiny] ball, 12:30") == "a red shiny ball, 12:30"
+    assert plain("no syntax here: none") == "no syntax here: none"
 
 
 # ---------------------------------------------------------------------------------- no regression

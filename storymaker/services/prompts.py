@@ -86,11 +86,6 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
     return merged or [("", 1.0)]
 
 
-def plain_text(text: str) -> str:
-    """``text`` with the weighting syntax removed."""
-    return "".join(fragment for fragment, _ in parse_weights(text))
-
-
 class PromptEncoder:
     """Encodes prompts for one SDXL pipeline (its two tokenizers and text encoders) with compel."""
 
