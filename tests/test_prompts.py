@@ -193,3 +193,18 @@ def test_the_weighting_table_in_docs_prompts_md_is_what_the_parser_does():
         expected = float(numerator) / float(denominator or 1)
         (fragment, got), = parse_weights(written)
         assert fragment in ("lantern", "fog") and got == pytest.approx(expected)
+
+
+def test_the_pipeline_entry_caches_by_final_text_and_pads_a_long_negative(pipe, encoder):
+    from storymaker.services.pipelines import _PipelineEntry
+
+    entry = _PipelineEntry(pipe)
+    prompt, negative, pooled, negative_pooled = entry.embed_pair("a (red:1.5) ball", "(blurry:1.2), " + LONG)
+    assert negative.shape == (1, 3 * 77, 64) and prompt.shape == negative.shape  # the negative: same rules
+    assert torch.equal(prompt[:, :77], encoder.encode("a (red:1.5) ball")[0])
+    assert torch.equal(prompt[:, 77:154], encoder.empty_chunk())
+    assert entry.encode_calls == 2
+    entry.embed_pair("a (red:1.5) ball", "(blurry:1.2), " + LONG)
+    assert entry.encode_calls == 2  # the same final texts: no encoding
+    entry.embed("a (red:1.6) ball")
+    assert entry.encode_calls == 3
