@@ -84,6 +84,7 @@ def panels(draw, registry: list[str]) -> Panel:
         steps=optional(steps_st),
         guidance=optional(guidance_st),
         negative=optional(line_text_st),
+        style=optional(line_text_st),
         dialogue=dialogue,
     )
 
@@ -159,4 +160,16 @@ def test_check_never_raises_on_arbitrary_text(text):
 
 
 def test_attribute_keys_are_the_spec_list():
-    assert PANEL_KEYS == ("pose", "caption", "seed", "size", "outfit", "steps", "guidance", "negative")
+    assert PANEL_KEYS == ("pose", "caption", "seed", "size", "outfit", "steps", "guidance", "negative", "style")
+
+
+@FAST
+@given(stories(), st.sampled_from(["  ", "\t", "    "]))
+def test_panel_lines_typed_with_the_editors_indent_read_the_same(case, indent):
+    """Editors keep the indent after Enter: a prompt line without a colon reads the same indented."""
+    story, registry = case
+    lines = format_script(story).split("\n")
+    for panel in parse_script("\n".join(lines), registry).panels:
+        if ":" not in panel.prompt:
+            lines[panel.line - 1] = indent + lines[panel.line - 1]
+    assert parse_script("\n".join(lines), registry) == story

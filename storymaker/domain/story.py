@@ -28,12 +28,15 @@ class Panel:
     steps: int | None = None
     guidance: float | None = None
     negative: str | None = None
+    style: str | None = None  # replaces the story's style: a library style name or free text
     dialogue: tuple[Dialogue, ...] = ()
     line: int = field(default=0, compare=False)  # 1-based line in the script, 0 if unknown
 
 
 @dataclass(frozen=True)
 class Story:
+    """A story; ``style`` is a style library name (``assets/styles``) or free text added to prompts."""
+
     title: str = ""
     style: str = ""
     negative: str = ""

@@ -163,8 +163,8 @@ class DiffusionBackend:
             with entry.lock:
                 if cancel is not None and cancel.is_set():
                     raise RenderCancelled("Render cancelled before this panel started.")
-                prompt_embeds, pooled = entry.embed(job.prompt)
-                negative_embeds, negative_pooled = entry.embed(job.negative_prompt)
+                prompt_embeds, negative_embeds, pooled, negative_pooled = entry.embed_pair(
+                    job.prompt, job.negative_prompt)
                 generator = torch.Generator(device="cpu").manual_seed(job.seed)
                 output = entry.pipeline(
                     characters=characters,

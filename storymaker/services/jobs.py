@@ -76,6 +76,7 @@ class PanelJob:
     lora_scale: float = 0.8
     controlnet_conditioning_scale: float = 0.7
     seed_source: str = "derived"  # "explicit" (script/argument), "derived" or "reroll"
+    style: str | None = None  # the style library's name the prompt was made with (None: free text or none)
 
     def settings_record(self) -> dict[str, Any]:
         """The settings recorded with a version (JSON-ready)."""
@@ -84,6 +85,7 @@ class PanelJob:
             "prompt": self.prompt,
             "source_prompt": self.source_prompt,
             "negative_prompt": self.negative_prompt,
+            "style": self.style,
             "width": self.width,
             "height": self.height,
             "num_inference_steps": self.steps,

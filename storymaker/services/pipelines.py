@@ -25,6 +25,7 @@ class _PipelineEntry:
         self.embeddings: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
         self.max_prompts = max_prompts
         self.encode_calls = 0
+        self._prompt_encoder = None
 
     def embed(self, text: str) -> tuple[Any, Any]:
         """``(prompt_embeds, pooled_prompt_embeds)`` for ``text``, computed once (call under lock)."""
@@ -32,21 +33,28 @@ class _PipelineEntry:
         if hit is not None:
             self.embeddings.move_to_end(text)
             return hit
-        import torch
-
-        pipe = self.pipeline
-        with torch.no_grad():
-            embeds, _, pooled, _ = pipe.encode_prompt(
-                prompt=text,
-                device=getattr(pipe, "_execution_device", None),
-                num_images_per_prompt=1,
-                do_classifier_free_guidance=False,
-            )
+        embeds, pooled = self.prompt_encoder().encode(text)  # long prompts, (word:1.3) weighting
         self.encode_calls += 1
         self.embeddings[text] = (embeds, pooled)
         while len(self.embeddings) > self.max_prompts:
             self.embeddings.popitem(last=False)
         return embeds, pooled
+
+    def embed_pair(self, prompt: str, negative: str) -> tuple[Any, Any, Any, Any]:
+        """``(prompt_embeds, negative_prompt_embeds, pooled, negative_pooled)``, the two embeddings
+        padded to the same length (a long prompt makes more than 77 tokens; call under lock)."""
+        embeds, pooled = self.embed(prompt)
+        negative_embeds, negative_pooled = self.embed(negative)
+        embeds, negative_embeds = self.prompt_encoder().same_length(embeds, negative_embeds)
+        return embeds, negative_embeds, pooled, negative_pooled
+
+    def prompt_encoder(self):
+        """The pipeline's :class:`~storymaker.services.prompts.PromptEncoder`, made on first use."""
+        if self._prompt_encoder is None:
+            from .prompts import PromptEncoder
+
+            self._prompt_encoder = PromptEncoder(self.pipeline)
+        return self._prompt_encoder
 
 
 class PipelineCache:

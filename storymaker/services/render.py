@@ -120,6 +120,7 @@ class RenderEngine:
             lora_scale=s.lora_scale,
             controlnet_conditioning_scale=s.controlnet_conditioning_scale,
             seed_source=source,
+            style=self._style_name(story, panel),
         )
 
     def _character(self, name: str):
@@ -152,6 +153,14 @@ class RenderEngine:
         from ..domain import script
 
         return script.prompt_for_model(panel, story, nouns)
+
+    @staticmethod
+    def _style_name(story: Story, panel: Panel) -> str | None:
+        """The library style the panel is drawn in (None for free text or no style): kept in its record."""
+        from ..domain import script
+
+        style, _ = script.style_for_panel(panel, story)
+        return style.name if style else None
 
     def _negative(self, story: Story, panel: Panel) -> str:
         """The settings' default negative prompt joined with the story's and the panel's

@@ -11,17 +11,18 @@ from .context import StudioContext
 logger = logging.getLogger(__name__)
 
 FORMAT_HELP = """\
-**Header** (before the first panel): `title:`, `style:` (added to every panel), `negative:`,
+**Header** (before the first panel): `title:`, `style:` (a style from the menu, or free text
+added to every panel), `negative:`,
 `size: 960x1280` (multiples of 8), `seed:`, `steps:`, `guidance:`.
 
-**Panels**: every unindented line starts a panel; the line is its prompt. `[Name]` puts a
-registered character in the panel (at most 3; 1-2 work best).
+**Panels**: every other line starts a panel (indented or not); the line is its prompt. `[Name]`
+puts a registered character in the panel (at most 3; 1-2 work best).
 
-**Under a panel** (indented): `pose: <pose name>`, `caption: <narration>`, `seed: 1234`,
-`size: 1280x768`, `outfit: Name=outfit`, `steps:`, `guidance:`, `negative:`, and dialogue as
+**Under a panel** (indented `word: value`): `pose: <pose name>`, `caption: <narration>`, `seed: 1234`,
+`size: 1280x768`, `outfit: Name=outfit`, `steps:`, `guidance:`, `negative:`, `style:`, and dialogue as
 `Name: "text"`.
 
-Lines starting with `#` are comments.
+Lines starting with `#` are comments. The full format: `docs/script.md`.
 """
 
 EXAMPLE_SCRIPT = """\
@@ -53,7 +54,7 @@ def validate(ctx: StudioContext, sid: str, text: str) -> tuple[str, list[list[An
     ctx.project(sid).write_script(text)
     _, names, poses = ctx.script_inputs(sid)
     if not text.strip():
-        return "Write a story: one panel per unindented line (see the format help).", []
+        return "Write a story: one panel per line (see the format help).", []
     report = check(text, names, poses=poses)
     rows = panel_rows(report.story) if report.story is not None else []
     lines = []
@@ -89,6 +90,20 @@ def load_script(ctx: StudioContext, sid: str) -> str:
     return ctx.project(sid).read_script()
 
 
+def style_choices() -> list[tuple[str, str]]:
+    """The style menu: ``(label, name)``, the label with the style's one-line description."""
+    from ..domain.styles import StyleLibrary
+
+    return [(f"{style.name}: {style.description}", style.name) for style in StyleLibrary.builtin()]
+
+
+def apply_style(text: str, name: str | None) -> str:
+    """The script with its header's ``style:`` set to the chosen style (unchanged if none chosen)."""
+    from ..domain.script import with_header_value
+
+    return with_header_value(text or "", "style", name) if name else (text or "")
+
+
 # ---------------------------------------------------------------- layout
 
 def render(ctx: StudioContext, session) -> dict[str, Any]:
@@ -101,6 +116,9 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             with gr.Row():
                 example_btn = gr.Button("Insert an example script")
                 gr.Markdown("The script is checked and saved as you type.")
+            style_menu = gr.Dropdown(choices=style_choices(), value=None, label="Style",
+                                     info="Sets the script's style: line (docs/prompts.md lists them)",
+                                     elem_id="style-menu")
         with gr.Column(scale=5):
             with gr.Accordion("Script format", open=True):
                 gr.Markdown(FORMAT_HELP)
@@ -114,6 +132,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     editor.change(user_errors(on_change), [session, editor], [issues, panels], trigger_mode="always_last",
                   show_progress="hidden", api_name="validate_script")
     example_btn.click(lambda: EXAMPLE_SCRIPT, None, [editor], api_visibility="private")
+    style_menu.input(user_errors(apply_style), [editor, style_menu], [editor], api_visibility="private")
 
     def reload(sid):
         return load_script(ctx, sid)
