@@ -387,19 +387,20 @@ class Scorer:
         bodies = [self.references.body(name) for name in names]
         embeds = image_embeddings(self.image_encoder, [rgb, *crops, *bodies]).numpy()
         whole, crop_embeds, body_embeds = embeds[0], embeds[1 : 1 + len(names)], embeds[1 + len(names) :]
-        clip_t = cosine(self.text_encoder.embed([prompt]).numpy()[0], whole) if prompt.strip() else None
+        clip_t = round(cosine(self.text_encoder.embed([prompt]).numpy()[0], whole), 4) if prompt.strip() else None
 
         results = []
         for i, name in enumerate(names):
             face = slot_faces[i]
-            similarity = cosine(references[i], face.embedding) if face is not None else 0.0
+            # Rounded as stored: the scores in memory equal the scores read back.
+            similarity = round(cosine(references[i], face.embedding), 4) if face is not None else 0.0
             off = similarity < self.threshold
             note = f"no face found for {name} in this render" if face is None else (
                 f"face similarity {similarity:.2f} is below {self.threshold:.2f}" if off else "")
             results.append(CharacterScore(
                 name=name, face_similarity=similarity, face_found=face is not None,
-                clip_i=cosine(crop_embeds[i], body_embeds[i]), off_model=off, region=regions[i],
-                face_box=None if face is None else tuple(float(v) for v in face.bbox), note=note,
+                clip_i=round(cosine(crop_embeds[i], body_embeds[i]), 4), off_model=off, region=regions[i],
+                face_box=None if face is None else tuple(round(float(v), 1) for v in face.bbox), note=note,
             ))
         self.calls += 1
         return PanelScores(
