@@ -377,3 +377,56 @@ def test_draft_backend_has_no_scores(tmp_path):
     assert "scores" not in project.selected(0).meta
     listed = score_selected(project, scorer_with(FakeAnalyzer([]), Refs({})))
     assert listed[0].scores is None and "draft" in listed[0].reason
+
+
+# ----------------------------------------------------------------------------------------------
+# The CLIP text tower, read from a whole-CLIP folder like the laion repository
+
+
+@pytest.fixture(scope="module")
+def clip_folders(tmp_path_factory):
+    """A tiny CLIPModel (both towers) saved like the laion repository, without tokenizer files,
+    and an SDXL-like base folder whose ``tokenizer`` subfolder holds the vocabulary."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    from storymaker.models.tiny import tiny_tokenizer
+
+    root = tmp_path_factory.mktemp("clip")
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                         vocab_size=len(tokenizer), max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                         pad_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                           image_size=224, patch_size=14, projection_dim=16),
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(root / "clip")
+    tokenizer.save_pretrained(root / "base" / "tokenizer")
+    return root / "clip", root / "base"
+
+
+def test_text_tower_loads_from_the_image_encoder_folder_with_the_base_models_tokenizer(clip_folders):
+    from storymaker.config import Settings
+    from storymaker.perception.clip import ClipImageEncoder, image_embeddings, shared_text_encoder
+
+    clip, base = clip_folders
+    settings = Settings(image_encoder=str(clip), base_model=str(base), device="cpu")
+    text = shared_text_encoder(settings)
+    embeds = text.embed(["a woman on a cliff at dusk", "a boat"])
+    assert embeds.shape == (2, 16) and np.allclose(embeds.norm(dim=-1).numpy(), 1.0, atol=1e-5)
+    images = image_embeddings(ClipImageEncoder(source=str(clip), device="cpu"), [Image.new("RGB", (80, 60), "red")])
+    assert images.shape == (1, 16)  # the same projection space: CLIP-T is a cosine of the two
+
+
+def test_missing_text_tower_says_what_to_do(tmp_path):
+    from storymaker.config import Settings
+    from storymaker.errors import WeightsNotFoundError
+    from storymaker.perception.clip import ClipTextEncoder
+
+    encoder = ClipTextEncoder(source=str(tmp_path / "absent"), name="absent")
+    with pytest.raises(WeightsNotFoundError, match="STORYMAKER_SCORE_RENDERS=0"):
+        encoder.embed(["x"])
+    assert Settings(score_renders=False).score_renders is False

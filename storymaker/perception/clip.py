@@ -241,7 +241,7 @@ def load_clip_text(source: str | Path, *, dtype: "torch.dtype | None" = None,
     Local files first; the network only when not offline. Missing weights raise
     :class:`WeightsNotFoundError` naming the model and what to do.
     """
-    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+    from transformers import AutoConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
     text = str(source)
     how = (
@@ -255,7 +255,14 @@ def load_clip_text(source: str | Path, *, dtype: "torch.dtype | None" = None,
     tokenizer_sources = [(text, None)] + ([fallback_tokenizer] if fallback_tokenizer else [])
     for local in attempts:
         try:
-            model = CLIPTextModelWithProjection.from_pretrained(text, local_files_only=local, **kwargs).eval()
+            config = AutoConfig.from_pretrained(text, local_files_only=local)
+            if getattr(config, "model_type", "") == "clip":
+                # A whole CLIP checkpoint: its text projection has the top-level projection_dim,
+                # which the text sub-config does not always repeat.
+                config = config.text_config
+                config.projection_dim = AutoConfig.from_pretrained(text, local_files_only=local).projection_dim
+            model = CLIPTextModelWithProjection.from_pretrained(text, config=config, local_files_only=local,
+                                                                **kwargs).eval()
         except (OSError, ValueError) as err:
             last = err
             continue
@@ -312,8 +319,9 @@ class ClipTextEncoder:
         import torch
 
         model, tokenizer = self.load()
-        tokens = tokenizer(list(texts), padding="max_length", truncation=True,
-                           max_length=getattr(tokenizer, "model_max_length", 77), return_tensors="pt")
+        limit = int(getattr(model.config, "max_position_embeddings", 77) or 77)
+        length = min(int(getattr(tokenizer, "model_max_length", limit) or limit), limit)
+        tokens = tokenizer(list(texts), padding="max_length", truncation=True, max_length=length, return_tensors="pt")
         param = next(model.parameters())
         with torch.inference_mode():
             out = model(input_ids=tokens.input_ids.to(param.device)).text_embeds

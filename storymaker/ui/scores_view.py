@@ -102,6 +102,12 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         report = gr.Markdown(elem_id="consistency-report")
         sheets = gr.Gallery(label="Character sheets", columns=1, height=320, object_fit="contain",
                             buttons=["download", "fullscreen"], elem_id="character-sheets")
-    button.click(user_errors(lambda sid: consistency(ctx, sid)), [session], [sheets, report],
+    from .gpu import gpu
+
+    @gpu(duration=120)  # versions without scores are scored here (CUDA work on ZeroGPU)
+    def on_show(sid):
+        return consistency(ctx, sid)
+
+    button.click(user_errors(on_show), [session], [sheets, report], concurrency_limit=1, concurrency_id="gpu",
                  api_name="consistency")
     return {"sheets": sheets, "report": report}
