@@ -430,3 +430,17 @@ def test_missing_text_tower_says_what_to_do(tmp_path):
     with pytest.raises(WeightsNotFoundError, match="STORYMAKER_SCORE_RENDERS=0"):
         encoder.embed(["x"])
     assert Settings(score_renders=False).score_renders is False
+
+
+def test_a_removed_character_skips_that_panel_with_the_reason(best_of_project):
+    from storymaker.errors import CharacterError
+
+    project, _, scorer = best_of_project
+
+    class Gone(Refs):
+        def face_id(self, name):
+            raise CharacterError(f"There is no character called {name!r}.")
+
+    scorer.references = Gone({})
+    listed = score_selected(project, scorer, rescore=True)
+    assert listed[0].scores is not None and not listed[0].fresh and "no character called" in listed[0].reason

@@ -142,3 +142,12 @@ def test_consistency_benchmark_runs_on_the_tiny_components(tmp_path, capsys):
     # Same seeds for both methods: only the character conditioning differs.
     seeds = {k: [r["seed"] for r in results["methods"][k]["renders"]] for k in ("storymaker", "sdxl_text_only")}
     assert seeds["storymaker"] == seeds["sdxl_text_only"]
+
+
+def test_scoring_with_missing_real_weights_says_what_to_install_and_changes_nothing(rendered, capsys):
+    folder, project = rendered
+    before = {i: project.selected(i).meta.get("scores") for i in range(3)}
+    assert main(["score", "--project", str(project.path), "--rescore", "--backend", "storymaker"]) == 2
+    err = capsys.readouterr().err
+    assert "face model" in err and "Traceback" not in err
+    assert {i: project.selected(i).meta.get("scores") for i in range(3)} == before

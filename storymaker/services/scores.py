@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 import numpy as np
 from PIL import Image
 
-from ..errors import PoseError, StoryMakerError
+from ..errors import CharacterError, PoseError, StoryMakerError
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -494,7 +494,11 @@ def score_selected(project: Any, scorer: Scorer | None, *, poses: Any = None, re
             continue
         if on_panel is not None:
             on_panel(index)
-        scores = scorer.score_version(version, poses)
+        try:
+            scores = scorer.score_version(version, poses)
+        except CharacterError as err:  # a character removed since the render: the others go on
+            out.append(ScoredPanel(index, version, stored, reason=str(err)))
+            continue
         version = project.update_version_meta(index, version.id, {"scores": scores.to_dict()})
         out.append(ScoredPanel(index, version, scores, fresh=True))
     return out
