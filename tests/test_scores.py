@@ -444,3 +444,22 @@ def test_a_removed_character_skips_that_panel_with_the_reason(best_of_project):
     scorer.references = Gone({})
     listed = score_selected(project, scorer, rescore=True)
     assert listed[0].scores is not None and not listed[0].fresh and "no character called" in listed[0].reason
+
+
+def test_clip_i_compares_with_the_outfit_the_panel_asks_for(tmp_path):
+    """With ``outfit: Mara=raincoat`` the reference for CLIP-I is the raincoat image, not the body crop."""
+
+    class Dressed(Refs):
+        asked: list = []
+
+        def body(self, name, outfit=None):
+            self.asked.append((name, outfit))
+            return Image.new("RGB", (224, 224), "yellow" if outfit else "white")
+
+    refs = Dressed({"Mara": unit(1, 0)})
+    scorer = scorer_with(FakeAnalyzer([face(5, unit(1, 0))]), refs)
+    yellow = Image.new("RGB", (64, 64), "yellow")
+    dressed = scorer.score(yellow, prompt="p", characters=["Mara"], outfits={"Mara": "raincoat"})
+    plain = scorer.score(yellow, prompt="p", characters=["Mara"])
+    assert refs.asked == [("Mara", "raincoat"), ("Mara", None)]
+    assert dressed.characters[0].clip_i > plain.characters[0].clip_i

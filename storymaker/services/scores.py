@@ -311,7 +311,17 @@ class RegistryReferences:
         conditioning = self.registry.conditioning(name)
         return np.asarray(conditioning.face_id.detach().cpu().float().numpy()).reshape(-1)
 
-    def body(self, name: str) -> Image.Image:
+    def body(self, name: str, outfit: str | None = None) -> Image.Image:
+        """The registered body crop, or the outfit's image prepared the same way when the panel
+        dresses the character in a named outfit (what the model was asked to show)."""
+        if outfit:
+            from ..perception.crops import outfit_crop
+
+            character = self.registry.get(name)
+            item = character.outfit(outfit)
+            if item is not None:
+                with Image.open(self.registry.folder(name) / item.image_file) as picture:
+                    return outfit_crop(picture)
         return self.registry.image(name, "body").convert("RGB")
 
 
@@ -365,9 +375,11 @@ class Scorer:
             return self._stand_in
         return any(_NOT_REAL in name for name in self.models.values())
 
-    def score(self, image: Image.Image, *, prompt: str, characters: Sequence[str], pose: Any = None) -> PanelScores:
+    def score(self, image: Image.Image, *, prompt: str, characters: Sequence[str], pose: Any = None,
+              outfits: dict[str, str] | None = None) -> PanelScores:
         """Scores of ``image`` for a panel with ``characters`` (slot order), ``prompt`` (as sent to
-        the model) and ``pose`` (a Pose with one person per character, or None)."""
+        the model), ``pose`` (a Pose with one person per character, or None) and ``outfits``
+        (character name -> outfit name: CLIP-I then compares with the outfit image)."""
         from ..perception.clip import image_embeddings
 
         rgb = image.convert("RGB")
@@ -384,7 +396,9 @@ class Scorer:
         regions = character_regions(width, height, len(names), pose=pose, faces=slot_faces)
 
         crops = [rgb.crop(box) for box in regions]
-        bodies = [self.references.body(name) for name in names]
+        outfits = outfits or {}
+        bodies = [self.references.body(name, outfits[name]) if outfits.get(name) else self.references.body(name)
+                  for name in names]
         embeds = image_embeddings(self.image_encoder, [rgb, *crops, *bodies]).numpy()
         whole, crop_embeds, body_embeds = embeds[0], embeds[1 : 1 + len(names)], embeds[1 + len(names) :]
         clip_t = round(cosine(self.text_encoder.embed([prompt]).numpy()[0], whole), 4) if prompt.strip() else None
@@ -411,7 +425,8 @@ class Scorer:
 
     def score_job(self, job: Any, image: Image.Image) -> PanelScores:
         """Scores of a fresh render of ``job`` (a :class:`~storymaker.services.jobs.PanelJob`)."""
-        return self.score(image, prompt=job.prompt, characters=[c.name for c in job.characters], pose=job.pose)
+        return self.score(image, prompt=job.prompt, characters=[c.name for c in job.characters], pose=job.pose,
+                          outfits={c.name: c.outfit for c in job.characters if c.outfit})
 
     def score_version(self, version: Any, poses: Any = None) -> PanelScores:
         """Scores of a stored version, from its image and the settings recorded with it."""
@@ -423,8 +438,10 @@ class Scorer:
             except PoseError as err:
                 logger.warning("pose %r of panel %d is gone (%s): scoring without it", meta["pose"],
                                version.panel_index + 1, err)
-        names = [str(c.get("name")) for c in meta.get("characters") or [] if isinstance(c, dict)]
-        return self.score(version.load_image(), prompt=str(meta.get("prompt", "")), characters=names, pose=pose)
+        slots = [c for c in meta.get("characters") or [] if isinstance(c, dict)]
+        return self.score(version.load_image(), prompt=str(meta.get("prompt", "")),
+                          characters=[str(c.get("name")) for c in slots], pose=pose,
+                          outfits={str(c.get("name")): str(c["outfit"]) for c in slots if c.get("outfit")})
 
 
 def is_scorable(meta: dict | None) -> bool:
