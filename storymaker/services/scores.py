@@ -340,26 +340,24 @@ class Scorer:
         self._stand_in = stand_in
         self.calls = 0  # renders scored by this scorer
 
-    def _part(self, key: str, method: str) -> Any:
+    def _part(self, key: str) -> Any:
+        """The component, made now if it was given as a factory (components have a ``name``)."""
         value = self._parts[key]
-        if not hasattr(value, method) and callable(value):
+        if not hasattr(value, "name") and callable(value):
             value = self._parts[key] = value()
         return value
 
     @property
     def face_analyzer(self) -> Any:
-        return self._part("face", "analyze")
+        return self._part("face")
 
     @property
     def image_encoder(self) -> Any:
-        part = self._parts["image"]
-        if not (hasattr(part, "image_embeddings") or hasattr(part, "model")) and callable(part):
-            part = self._parts["image"] = part()
-        return part
+        return self._part("image")
 
     @property
     def text_encoder(self) -> Any:
-        return self._part("text", "embed")
+        return self._part("text")
 
     @property
     def models(self) -> dict[str, str]:
@@ -458,7 +456,8 @@ def make_scorer(backend_name: str, settings: "Settings", registry: Any) -> Score
     ``settings.image_encoder``."""
     if backend_name == "draft" or registry is None or not settings.score_renders:
         return None
-    if not all(hasattr(registry, attr) for attr in ("face_analyzer", "image_encoder", "conditioning", "image")):
+    # Checked on the type: the registry's components are properties that would be built now.
+    if not all(hasattr(type(registry), attr) for attr in ("face_analyzer", "image_encoder", "conditioning", "image")):
         return None
     from ..perception.clip import shared_text_encoder
 

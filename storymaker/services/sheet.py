@@ -76,7 +76,7 @@ def story_report(scored: Sequence[ScoredPanel]) -> dict[str, Any]:
         "clip_i_mean": _r(fmean(clip_i)) if clip_i else None,
         "clip_t_mean": _r(fmean(clip_t)) if clip_t else None,
         "off_model_panels": sum(1 for p in panels if p["off_model"]),
-        "threshold": thresholds[-1] if len(thresholds) == 1 else thresholds or None,
+        "threshold": thresholds[0] if len(thresholds) == 1 else (thresholds or None),  # a list if they differ
         "stand_in": stand_in,
         "note": STAND_IN_NOTE if stand_in else "",
         "characters": {
