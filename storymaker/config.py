@@ -72,6 +72,13 @@ class Settings:
     # Largest panel side in pixels that a render accepts (script, Render tab and CLI alike).
     max_panel_side: int = 2048
 
+    # Consistency scores (storymaker.services.scores). best_of: seeds rendered per panel, the
+    # best-scoring one selected; off_model_threshold: face cosine similarity below which a character
+    # is flagged off-model (0.28: a published same-person threshold for ArcFace, see the README).
+    score_renders: bool = True
+    best_of: int = 1
+    off_model_threshold: float = 0.28
+
     # App limits.
     max_upload_mb: int = 20
     max_project_mb: int = 2048  # largest project .zip (uncompressed) that import accepts
@@ -100,6 +107,8 @@ class Settings:
                 f"Unknown backend {self.backend!r}: use one of {', '.join(BACKENDS)} "
                 f"(set {ENV_PREFIX}BACKEND or --backend)."
             )
+        if self.best_of < 1 or self.best_of > 16:
+            raise ConfigError(f"best_of={self.best_of} is not usable: render 1 to 16 seeds per panel.")
         if self.width % 8 or self.height % 8 or self.width <= 0 or self.height <= 0:
             raise ConfigError(
                 f"Default size {self.width}x{self.height} is not usable: width and height must be "

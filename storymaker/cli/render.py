@@ -46,6 +46,9 @@ def register(subparsers) -> None:
     parser.add_argument("--steps", type=int, default=None, help="denoising steps for every panel")
     parser.add_argument("--characters", nargs="+", default=(), metavar="NAME=PHOTO",
                         help="register these characters in the project first (kept if already there; --overwrite re-registers them)")
+    parser.add_argument("--best-of", type=int, default=None, metavar="N", dest="best_of",
+                        help="render N seeds per panel, keep all, select the best-scoring one "
+                             "(default: STORYMAKER_BEST_OF or 1; scores: python -m storymaker score)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(func=run)
 
@@ -191,6 +194,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidInputError("--steps must be at least 1.")
     if args.backend:
         settings = settings.replace(backend=args.backend)
+    if getattr(args, "best_of", None) is not None:
+        if not 1 <= args.best_of <= 16:
+            raise InvalidInputError("--best-of must be between 1 and 16.")
+        settings = settings.replace(best_of=args.best_of)
 
     services = build_services(settings)
     if services.backend_reason:
@@ -217,7 +224,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         bar.close()
     for result in report.results:
         if result.ok:
-            print(f"panel {result.index + 1}: ok (seed {result.seed}, version {result.version})", file=sys.stderr)
+            best = f", best of {settings.best_of}" if settings.best_of > 1 else ""
+            print(f"panel {result.index + 1}: ok (seed {result.seed}, version {result.version}{best})", file=sys.stderr)
         else:
             print(f"panel {result.index + 1}: {result.status}", file=sys.stderr)  # reasons: in the error
 

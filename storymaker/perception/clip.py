@@ -242,3 +242,168 @@ def _standalone_loader(settings: "Settings", source: str) -> Callable[[], Any]:
         return model
 
     return load
+
+# ----------------------------------------------------------------------------------------------
+# Scores: projected CLIP embeddings (image and text towers of the same model), for CLIP-I / CLIP-T.
+
+#: Recorded with scores made by the tiny random text tower (never a real model's name).
+TINY_TEXT_ENCODER_NAME = "tiny-clip-text-random (not a real text encoder)"
+
+
+def image_embeddings(encoder: Any, images: Sequence[Image.Image]) -> "torch.Tensor":
+    """(N, D) L2-normalised projected CLIP image embeddings (``image_embeds``) of ``images``.
+
+    ``encoder`` is a :class:`ClipImageEncoder` (its model and preprocessing are reused: the weights
+    are in memory once) or any object with its own ``image_embeddings(images)``.
+    """
+    import torch
+
+    own = getattr(encoder, "image_embeddings", None)
+    if own is not None:
+        out = torch.as_tensor(own(images), dtype=torch.float32)
+    else:
+        model = encoder.model
+        pixels = encoder.processor(images=[im.convert("RGB") for im in images], return_tensors="pt").pixel_values
+        param = next(model.parameters())
+        with torch.inference_mode():
+            out = model(pixel_values=pixels.to(device=param.device, dtype=param.dtype)).image_embeds
+        out = out.detach().to("cpu", torch.float32)
+    return torch.nn.functional.normalize(out, dim=-1)
+
+
+def load_clip_text(source: str | Path, *, dtype: "torch.dtype | None" = None,
+                   fallback_tokenizer: tuple[str, str] | None = None):
+    """``(CLIPTextModelWithProjection, CLIPTokenizer)`` from the same repository or folder as the
+    image encoder (the laion ViT-H/14 repository holds both towers: no second download).
+
+    ``python -m storymaker download`` fetches only the weights and configs of that repository, not
+    its tokenizer files; ``fallback_tokenizer`` = ``(repo or folder, subfolder)`` names another copy
+    of the same CLIP BPE vocabulary (SDXL's ``tokenizer`` folder is OpenAI CLIP's, which laion's
+    models share).
+
+    Local files first; the network only when not offline. Missing weights raise
+    :class:`WeightsNotFoundError` naming the model and what to do.
+    """
+    from transformers import AutoConfig, CLIPTextModelWithProjection, CLIPTokenizer
+
+    text = str(source)
+    how = (
+        f"The text tower of {text!r} is needed for the CLIP-T score: download the model while online "
+        f"(python -m storymaker download, or huggingface-cli download {text}), or set "
+        "STORYMAKER_SCORE_RENDERS=0 to render without scores. Offline, use --backend tiny."
+    )
+    kwargs: dict[str, Any] = {} if dtype is None else {"dtype": dtype}
+    attempts = [True] if _offline() or Path(text).expanduser().exists() else [True, False]
+    last: Exception | None = None
+    tokenizer_sources = [(text, None)] + ([fallback_tokenizer] if fallback_tokenizer else [])
+    for local in attempts:
+        try:
+            config = AutoConfig.from_pretrained(text, local_files_only=local)
+            if getattr(config, "model_type", "") == "clip":
+                # A whole CLIP checkpoint: its text projection has the top-level projection_dim,
+                # which the text sub-config does not always repeat.
+                config = config.text_config
+                config.projection_dim = AutoConfig.from_pretrained(text, local_files_only=local).projection_dim
+            model = CLIPTextModelWithProjection.from_pretrained(text, config=config, local_files_only=local,
+                                                                **kwargs).eval()
+        except (OSError, ValueError) as err:
+            last = err
+            continue
+        for repo, subfolder in tokenizer_sources:
+            try:
+                extra = {"subfolder": subfolder} if subfolder else {}
+                return model, CLIPTokenizer.from_pretrained(repo, local_files_only=local, **extra)
+            except (OSError, ValueError) as err:
+                last = err
+    raise WeightsNotFoundError(f"{how} ({type(last).__name__})") from None
+
+
+class ClipTextEncoder:
+    """Projected, L2-normalised CLIP text embeddings (``text_embeds``), loaded on first use.
+
+    Give ``source`` (hub id / folder: loaded with :func:`load_clip_text`) or ``factory`` (returns
+    ``(model, tokenizer)``). Prompts longer than the tokenizer's 77 tokens are truncated, as CLIP
+    score implementations do.
+    """
+
+    def __init__(self, *, source: str | Path | None = None, factory: Callable[[], Any] | None = None,
+                 name: str | None = None, device: "str | torch.device | None" = None,
+                 fallback_tokenizer: tuple[str, str] | None = None):
+        if source is None and factory is None:
+            raise ValueError("ClipTextEncoder needs a source or a factory")
+        self.source = None if source is None else str(source)
+        self._factory = factory
+        self.name = name or self.source or "clip-text"
+        self.device = device
+        self.fallback_tokenizer = fallback_tokenizer
+        self._loaded: tuple[Any, Any] | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._loaded is None:
+                if self._factory is not None:
+                    self._loaded = self._factory()
+                else:
+                    import torch
+
+                    device = self.device
+                    if device == "auto":
+                        device = "cuda" if torch.cuda.is_available() else "cpu"
+                    dtype = torch.float16 if str(device).startswith("cuda") else None
+                    model, tokenizer = load_clip_text(self.source, dtype=dtype,  # type: ignore[arg-type]
+                                                      fallback_tokenizer=self.fallback_tokenizer)
+                    self._loaded = (model.to(device) if device else model, tokenizer)
+                    log.info("Loaded CLIP text encoder %s on %s", self.name, device or "cpu")
+            return self._loaded
+
+    def embed(self, texts: Sequence[str]) -> "torch.Tensor":
+        """(N, D) L2-normalised float32 CPU tensor."""
+        import torch
+
+        model, tokenizer = self.load()
+        limit = int(getattr(model.config, "max_position_embeddings", 77) or 77)
+        length = min(int(getattr(tokenizer, "model_max_length", limit) or limit), limit)
+        tokens = tokenizer(list(texts), padding="max_length", truncation=True, max_length=length, return_tensors="pt")
+        param = next(model.parameters())
+        with torch.inference_mode():
+            out = model(input_ids=tokens.input_ids.to(param.device)).text_embeds
+        return torch.nn.functional.normalize(out.detach().to("cpu", torch.float32), dim=-1)
+
+
+def _tiny_text_tower(seed: int = 0):
+    """A tiny random CLIPTextModelWithProjection whose projection matches the tiny vision model's
+    (32), with the in-memory byte-level tokenizer of ``storymaker.models.tiny``."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from ..models.tiny import TINY_CLIP_HIDDEN, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37,
+        num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tokenizer), max_position_embeddings=77,
+        projection_dim=TINY_CLIP_HIDDEN,
+    )
+    return CLIPTextModelWithProjection(config).eval(), tokenizer
+
+
+_TEXT_SHARED: dict[str, ClipTextEncoder] = {}
+
+
+def shared_text_encoder(settings: "Settings | None", *, tiny: bool = False) -> ClipTextEncoder:
+    """The process-wide text tower: the tiny random one (``tiny``), else the one of
+    ``settings.image_encoder`` (the same CLIP model as the image encoder), loaded on first use."""
+    key = "tiny" if tiny else str(settings.image_encoder)  # type: ignore[union-attr]
+    with _SHARED_LOCK:
+        encoder = _TEXT_SHARED.get(key)
+        if encoder is None:
+            if tiny:
+                encoder = ClipTextEncoder(factory=_tiny_text_tower, name=TINY_TEXT_ENCODER_NAME)
+            else:
+                device = "auto" if settings.device == "auto" else settings.device  # type: ignore[union-attr]
+                encoder = ClipTextEncoder(source=key, name=key, device=device,
+                                          fallback_tokenizer=(str(settings.base_model), "tokenizer"))  # type: ignore[union-attr]
+            _TEXT_SHARED[key] = encoder
+        return encoder

@@ -46,7 +46,10 @@ class RenderEngine:
     ``project`` (storymaker.services.storage.Project) keeps versions; ``registry``
     (CharacterRegistry) gives character records and conditioning; ``poses`` (PoseLibrary) resolves
     pose names. Each may be None for a run that needs none of them (e.g. no characters, no poses,
-    results not kept).
+    results not kept). ``scorer`` (:mod:`storymaker.services.scores`) scores every render before it
+    is kept; "auto" builds the backend's scorer from the registry (none for drafts), None scores
+    nothing. ``best_of`` (default ``settings.best_of``) renders that many seeds per panel, keeps
+    them all and selects the best-scoring one.
     """
 
     def __init__(
@@ -57,13 +60,24 @@ class RenderEngine:
         project: Any = None,
         registry: Any = None,
         poses: Any = None,
+        scorer: Any = "auto",
     ):
         self.backend = backend
         self.settings = settings
         self.project = project
         self.registry = registry
         self.poses = poses
+        self._scorer = scorer
         self._lock = threading.Lock()
+
+    @property
+    def scorer(self):
+        """The scorer of this engine's renders (built on first use; None: renders are not scored)."""
+        if isinstance(self._scorer, str) and self._scorer == "auto":
+            from .scores import make_scorer
+
+            self._scorer = make_scorer(self.backend.name, self.settings, self.registry)
+        return self._scorer
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -189,8 +203,10 @@ class RenderEngine:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         keep: bool = True,
+        best_of: int | None = None,
     ) -> RenderReport:
-        """Render ``panels`` (0-based indices; all by default). ``seed`` replaces the story seed."""
+        """Render ``panels`` (0-based indices; all by default). ``seed`` replaces the story seed;
+        ``best_of`` seeds per panel (default ``settings.best_of``), the best-scoring one selected."""
         indices = list(range(len(story.panels))) if panels is None else list(panels)
         return self._run(
             story,
@@ -199,6 +215,7 @@ class RenderEngine:
             progress=progress,
             cancel=cancel,
             keep=keep,
+            best_of=best_of,
         )
 
     def render_panel(
@@ -210,10 +227,12 @@ class RenderEngine:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         keep: bool = True,
+        best_of: int | None = None,
     ) -> PanelResult:
         """Render one panel (0-based); ``seed`` overrides its derived or scripted seed."""
         report = self._run(
-            story, [(index, seed, None)], story_seed=None, progress=progress, cancel=cancel, keep=keep
+            story, [(index, seed, None)], story_seed=None, progress=progress, cancel=cancel, keep=keep,
+            best_of=best_of,
         )
         return report.results[0]
 
@@ -225,8 +244,10 @@ class RenderEngine:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         keep: bool = True,
+        best_of: int | None = None,
     ) -> PanelResult:
-        """Render panel ``index`` again with a new random seed (kept as a new version)."""
+        """Render panel ``index`` again with a new random seed (kept as a new version); with
+        ``best_of`` N, N new seeds and the best-scoring one selected."""
         report = self._run(
             story,
             [(index, random_seed(), "reroll")],
@@ -234,6 +255,7 @@ class RenderEngine:
             progress=progress,
             cancel=cancel,
             keep=keep,
+            best_of=best_of,
         )
         return report.results[0]
 
@@ -246,8 +268,10 @@ class RenderEngine:
         progress: ProgressCallback | None,
         cancel: threading.Event | None,
         keep: bool,
+        best_of: int | None = None,
     ) -> RenderReport:
         items = list(items)
+        rounds = max(1, int(self.settings.best_of if best_of is None else best_of))
         count = len(items)
         results: list[PanelResult] = []
         cancelled = False
@@ -266,8 +290,8 @@ class RenderEngine:
                     cancelled = True
                     results.append(PanelResult(index, STATUS_CANCELLED, error="Cancelled before it started."))
                     continue
-                result = self._render_one(
-                    story, index, position, count,
+                result = self._render_best_of(
+                    story, index, position, count, rounds,
                     seed=seed, seed_source=source, story_seed=story_seed,
                     progress=progress, cancel=cancel, keep=keep,
                     panel_id=panel_ids[index] if 0 <= index < len(panel_ids) else None,
@@ -276,6 +300,62 @@ class RenderEngine:
                 if result.status == STATUS_CANCELLED:
                     cancelled = True
         return RenderReport(tuple(results), backend=self.backend.name, cancelled=cancelled)
+
+    def _render_best_of(
+        self,
+        story: Story,
+        index: int,
+        position: int,
+        count: int,
+        rounds: int,
+        *,
+        seed: int | None,
+        seed_source: str | None,
+        story_seed: int | None,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+        keep: bool,
+        panel_id: str | None = None,
+    ) -> PanelResult:
+        """Render a panel ``rounds`` times: the first with its own seed, the others with seeds
+        derived from it; every render is kept; the best-scoring one is selected and returned.
+        A failed or cancelled round ends the rounds; the best finished one is still selected."""
+        if rounds <= 1:
+            return self._render_one(story, index, position, count, seed=seed, seed_source=seed_source,
+                                    story_seed=story_seed, progress=progress, cancel=cancel, keep=keep,
+                                    panel_id=panel_id)
+        from .scores import pick_best, scores_from_meta
+
+        finished: list[PanelResult] = []
+        last: PanelResult | None = None
+        base_seed: int | None = None
+        for k in range(rounds):
+            if k and cancel is not None and cancel.is_set():
+                break
+
+            def sub_progress(p: int, c: int, step: int, steps: int, k: int = k) -> None:
+                if progress is not None:
+                    progress(p, c, k * steps + step, rounds * steps)
+
+            last = self._render_one(
+                story, index, position, count,
+                seed=seed if k == 0 else derive_seed(base_seed, k),  # type: ignore[arg-type]
+                seed_source=seed_source if k == 0 else "best-of",
+                story_seed=story_seed, progress=sub_progress, cancel=cancel, keep=keep, panel_id=panel_id,
+                extra_meta={"best_of": {"n": rounds, "round": k + 1}},
+            )
+            if not last.ok:
+                break
+            if k == 0:
+                base_seed = last.seed
+            finished.append(last)
+        if not finished:
+            return last  # type: ignore[return-value]
+        best = pick_best([(r, scores_from_meta(r.metadata)) for r in finished])
+        if keep and self.project is not None and best.version is not None and panel_id is not None:
+            self.project.select(panel_id, best.version)
+        logger.info("panel %d: best of %d is seed %s (version %s)", index + 1, len(finished), best.seed, best.version)
+        return best
 
     def _render_one(
         self,
@@ -291,6 +371,7 @@ class RenderEngine:
         cancel: threading.Event | None,
         keep: bool,
         panel_id: str | None = None,
+        extra_meta: dict[str, Any] | None = None,
     ) -> PanelResult:
         started = time.perf_counter()
         job: PanelJob | None = None
@@ -304,6 +385,8 @@ class RenderEngine:
             image = self.backend.render(job, registry=self.registry, on_step=on_step, cancel=cancel)
             metadata = self._metadata(job)
             metadata.update(recorded(image))  # what the backend measured: head boxes (domain/heads.py)
+            metadata.update(extra_meta or {})
+            metadata.update(self._scores(job, image))
             version = self._keep(panel_id, image, metadata) if keep else None
         except RenderCancelled as err:
             logger.info("panel %d cancelled", index + 1)
@@ -326,6 +409,13 @@ class RenderEngine:
                     index + 1, elapsed, job.seed, self.backend.name)
         return PanelResult(index, STATUS_OK, seed=job.seed, image=image, version=version,
                            seconds=elapsed, metadata=metadata)
+
+    def _scores(self, job: PanelJob, image: Image.Image) -> dict[str, Any]:
+        """``{"scores": ...}`` for the version's metadata, or {} (no scorer, or scoring failed)."""
+        from .scores import score_render_safely
+
+        scores = score_render_safely(self.scorer, job, image)
+        return {} if scores is None else {"scores": scores}
 
     def _metadata(self, job: PanelJob) -> dict[str, Any]:
         record = job.settings_record()

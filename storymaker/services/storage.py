@@ -487,6 +487,35 @@ class Project:
         return PanelVersion(id=vid, panel_index=index, image_path=png, seed=seed, meta=clean_meta,
                             created=created, panel_id=pid)
 
+    def update_version_meta(self, panel: str | int, version_id: str, changes: Mapping[str, Any]) -> PanelVersion:
+        """Merge ``changes`` into a version's metadata (e.g. its consistency scores), in its JSON and
+        in its PNG's ``storymaker`` text chunk; the pixels, the id and the selection are unchanged.
+
+        The PNG is rewritten first and the JSON last (the JSON commits, as in :meth:`add_version`).
+        """
+        from PIL.PngImagePlugin import PngInfo
+
+        clean = _to_json(dict(changes), "Panel metadata")
+        with self._locked():
+            pid, version = self._find(panel, version_id)
+            try:
+                record = json.loads(version.meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise ProjectError(f"Cannot read {version.meta_path}: {err}") from None
+            meta = dict(record.get("meta") or {})
+            meta.update(clean)
+            record["meta"] = meta
+            info = PngInfo()
+            info.add_text(PNG_META_KEY, json.dumps(record, ensure_ascii=False, sort_keys=True), zip=True)
+            info.add_text("Software", "StoryMaker Studio")
+            image = version.load_image()
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG", pnginfo=info)
+            atomic_write_bytes(version.image_path, buffer.getvalue())
+            atomic_write_json(version.meta_path, record)
+        return PanelVersion(id=version.id, panel_index=version.panel_index, image_path=version.image_path,
+                            seed=version.seed, meta=meta, created=version.created, panel_id=pid)
+
     @staticmethod
     def _number(stem: str) -> int:
         m = _VERSION_RE.fullmatch(stem)

@@ -129,6 +129,9 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 zip_btn = gr.Button("Project .zip", size="md")
             status = gr.Markdown(elem_id="comic-status")
             download = gr.File(label="Download", interactive=False, elem_id="comic-download", height=90)
+            from . import scores_view
+
+            scores_view.render(ctx, session)
         with gr.Column(scale=5):
             pages = gr.Gallery(label="Pages", columns=2, height=600, object_fit="contain",
                                buttons=["download", "fullscreen"], elem_id="comic-pages")

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import scores_view
 from .common import ok, user_errors, warn
 from .context import StudioContext
 from .gpu import GPU_QUEUE, gpu_event, render_work
@@ -50,9 +51,11 @@ class RenderSettings:
     lora_scale: float
     controlnet_conditioning_scale: float
     seed: int | None  # None: the story's own seeds
+    best_of: int = 1  # seeds rendered per panel; the best-scoring one is chosen
 
     def overrides(self) -> dict[str, Any]:
         return {
+            "best_of": max(1, int(self.best_of)),
             "width": int(self.width), "height": int(self.height), "steps": int(self.steps),
             "guidance_scale": float(self.guidance_scale),
             "ip_adapter_scale": float(self.ip_adapter_scale), "lora_scale": float(self.lora_scale),
@@ -60,7 +63,8 @@ class RenderSettings:
         }
 
 
-def settings_from_widgets(width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed) -> RenderSettings:
+def settings_from_widgets(width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed,
+                          best_of=1) -> RenderSettings:
     from ..errors import InvalidInputError
 
     try:
@@ -71,7 +75,7 @@ def settings_from_widgets(width, height, steps, guidance, ip_scale, lora_scale, 
         raise InvalidInputError(f"Size {w}x{h} is not usable: width and height must be multiples of 8.")
     seed_value = None if seed in (None, "", -1) or (isinstance(seed, (int, float)) and seed < 0) else int(seed)
     return RenderSettings(w, h, int(steps), float(guidance), float(ip_scale), float(lora_scale),
-                          float(cn_scale), seed_value)
+                          float(cn_scale), seed_value, min(16, max(1, int(best_of or 1))))
 
 
 def progress_reporter(progress: Callable[..., Any]) -> Callable[[int, int, int, int], None]:
@@ -100,7 +104,8 @@ def panel_gallery(ctx: StudioContext, sid: str) -> list[tuple[str, str]]:
         if item.selected is not None:
             note = f" · {CHANGED}" if item.changed else ""
             items.append((str(item.selected.image_path),
-                          f"Panel {item.position + 1} · version {item.number} of {len(item.versions)}{note}"))
+                          f"Panel {item.position + 1} · version {item.number} of {len(item.versions)}{note}"
+                          + scores_view.panel_flag(item.selected)))
     return items
 
 
@@ -115,7 +120,7 @@ def _panel_render(ctx: StudioContext, sid: str, panel_number):
     return ctx.project(sid).panel_renders([p.prompt for p in story.panels])[index]
 
 
-def version_gallery(ctx: StudioContext, sid: str, panel_number) -> tuple[list[tuple[str, str]], str]:
+def version_gallery(ctx: StudioContext, sid: str, panel_number, sort: str = "order") -> tuple[list[tuple[str, str]], str]:
     from ..domain.panel_identity import same_prompt
     from ..errors import InvalidInputError
 
@@ -124,20 +129,23 @@ def version_gallery(ctx: StudioContext, sid: str, panel_number) -> tuple[list[tu
         raise InvalidInputError(f"Panel {item.position + 1} has no renders yet: render it first.")
     selected = item.selected
     items = [(str(v.image_path), f"v{n}: seed {v.seed}" + (" (chosen)" if selected and v.id == selected.id else "")
-              + ("" if same_prompt(v.prompt, item.prompt) else f" ({CHANGED})"))
-             for n, v in enumerate(item.versions, start=1)]
-    return items, f"Panel {item.position + 1}: {len(item.versions)} version(s). Click one to use it in the comic."
+              + ("" if same_prompt(v.prompt, item.prompt) else f" ({CHANGED})") + " · " + scores_view.badge(v))
+             for n, v in scores_view.sorted_versions(item.versions, sort)]
+    note = f" {scores_view.DRAFT_NOTE}" if ctx.services.backend.name == "draft" else ""
+    return items, (f"Panel {item.position + 1}: {len(item.versions)} version(s). "
+                   f"Click one to use it in the comic.{note}")
 
 
-def choose_version(ctx: StudioContext, sid: str, panel_number, position: int) -> str:
+def choose_version(ctx: StudioContext, sid: str, panel_number, position: int, sort: str = "order") -> str:
     from ..errors import InvalidInputError
 
     item = _panel_render(ctx, sid, panel_number)
-    versions = item.versions
-    if not 0 <= position < len(versions):
+    ordered = scores_view.sorted_versions(item.versions, sort)
+    if not 0 <= position < len(ordered):
         raise InvalidInputError("That version does not exist any more: refresh the list.")
-    ctx.project(sid).select(item.panel_id, versions[position].id)
-    return ok(f"Panel {item.position + 1} now uses version {position + 1} (seed {versions[position].seed}).")
+    number, version = ordered[position]
+    ctx.project(sid).select(item.panel_id, version.id)
+    return ok(f"Panel {item.position + 1} now uses version {number} (seed {version.seed}).")
 
 
 def _panel_index(panel_number) -> int:
@@ -206,6 +214,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 lora_scale = gr.Slider(0.0, 1.5, value=s.lora_scale, step=0.05, label="LoRA scale")
                 cn_scale = gr.Slider(0.0, 1.5, value=s.controlnet_conditioning_scale, step=0.05, label="Pose strength (ControlNet scale)")
             seed = gr.Number(label="Seed (-1: the story's seeds)", value=-1, precision=0)
+            best_of = gr.Slider(1, 8, value=s.best_of, step=1, label="Best of N (seeds per panel)",
+                                info="renders N seeds, keeps all, chooses the best-scoring one")
             gr.Markdown("Values in the script (`size:`, `steps:`, `seed:` ...) take precedence.")
         with gr.Column(scale=8):
             with gr.Row():
@@ -218,7 +228,9 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             panels = gr.Gallery(fit_columns=False, label="Panels (the chosen version of each)", columns=3, height=420,
                                 object_fit="contain", buttons=["download", "fullscreen"], elem_id="panels")
             with gr.Accordion("Versions of a panel (choose the one for the comic)", open=False):
-                show_versions = gr.Button("Show the versions of the panel above")
+                with gr.Row():
+                    show_versions = gr.Button("Show the versions of the panel above")
+                    sort = gr.Dropdown(list(scores_view.SORTS), value="Render order", label="Sort versions by")
                 versions = gr.Gallery(fit_columns=False, label="Versions", columns=5, height=200, allow_preview=False)
                 versions_status = gr.Markdown()
 
@@ -228,11 +240,11 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     quality.change(on_preset, [quality], [steps, guidance], api_visibility="private")
 
-    widgets = [width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed]
+    widgets = [width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed, best_of]
 
     def make_handler(mode: str):
-        def handler(sid, number, w, h, st, g, ip, lo, cn, sd, progress=gr.Progress()):
-            options = settings_from_widgets(w, h, st, g, ip, lo, cn, sd)
+        def handler(sid, number, w, h, st, g, ip, lo, cn, sd, bo, progress=gr.Progress()):
+            options = settings_from_widgets(w, h, st, g, ip, lo, cn, sd, bo)
             message = run_render(ctx, sid, mode, number, options, progress)
             return message, panel_gallery(ctx, sid)
         handler.__name__ = f"render_{mode}"
@@ -250,19 +262,21 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     cancel.click(user_errors(lambda sid: cancel_render(ctx, sid)), [session], [status],
                  queue=False, api_name="cancel_render")
 
-    def on_versions(sid, number):
-        return version_gallery(ctx, sid, number)
+    def on_versions(sid, number, order="Render order"):
+        return version_gallery(ctx, sid, number, order)
 
-    show_versions.click(user_errors(on_versions), [session, panel_number], [versions, versions_status],
+    show_versions.click(user_errors(on_versions), [session, panel_number, sort], [versions, versions_status],
                         api_name="panel_versions")
+    sort.change(user_errors(on_versions), [session, panel_number, sort], [versions, versions_status],
+                api_visibility="private")
 
-    def on_choose(sid, number, evt):
-        message = choose_version(ctx, sid, number, evt.index)
-        items, _ = version_gallery(ctx, sid, number)
+    def on_choose(sid, number, order, evt):
+        message = choose_version(ctx, sid, number, evt.index, order)
+        items, _ = version_gallery(ctx, sid, number, order)
         return message, items, panel_gallery(ctx, sid)
 
     on_choose.__annotations__ = {"evt": gr.SelectData}  # real class: this module's annotations are strings
-    versions.select(user_errors(on_choose), [session, panel_number], [versions_status, versions, panels],
+    versions.select(user_errors(on_choose), [session, panel_number, sort], [versions_status, versions, panels],
                     api_visibility="private")
 
     def refresh(sid):
