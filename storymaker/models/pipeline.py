@@ -17,6 +17,7 @@ VAE decode with upcast, LoRA loading, CPU offload) with our own denoising loop:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -41,6 +42,22 @@ MAX_CHARACTERS = 3
 FACE_ID_DIM = 512
 #: The authors' demo's LoRA scale (``lora_scale`` default of a call and of fusion).
 DEFAULT_LORA_SCALE = 0.8
+
+
+@contextlib.contextmanager
+def quiet_dtype_casts():
+    """Silence diffusers' "modules that should be kept in float32: []" warning, which its
+    ``ModelMixin.to(dtype)`` logs on every cast even when no module needs float32 (as for the SDXL
+    VAE's upcast around each decode)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    modeling_logger = diffusers_logging.get_logger("diffusers.models.modeling_utils")
+    level = modeling_logger.level
+    modeling_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        modeling_logger.setLevel(level)
 
 
 @dataclass
@@ -365,8 +382,9 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         """VAE decode (float32 around the decode when the fp16 VAE needs it), image in -1..1."""
         vae = self.vae
         needs_upcasting = vae.dtype == torch.float16 and vae.config.force_upcast
-        if needs_upcasting:
-            vae.to(dtype=torch.float32)
+        if needs_upcasting:  # float16 -> float32 -> float16 is exact: the weights come back unchanged
+            with quiet_dtype_casts():
+                vae.to(dtype=torch.float32)
         try:
             latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
             mean = getattr(vae.config, "latents_mean", None)
@@ -380,7 +398,8 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
             return vae.decode(latents, return_dict=False)[0]
         finally:
             if needs_upcasting:
-                vae.to(dtype=torch.float16)
+                with quiet_dtype_casts():
+                    vae.to(dtype=torch.float16)
 
     # ------------------------------------------------------------------ call
     def __call__(self, *args, **kwargs):
