@@ -188,6 +188,47 @@ def test_zero_scales_equal_plain_sdxl(guidance):
     assert differ(got, render(ours, tiny_conditioning(2), seed=1, prompt="a knight", guidance_scale=guidance))
 
 
+def test_empty_negative_prompt_gives_sdxls_zero_embedding():
+    """The render path precomputes prompt embeddings (services.pipelines._PipelineEntry.embed): an
+    empty negative prompt must give what diffusers' SDXL pipeline uses without one (zeros,
+    force_zeros_for_empty_prompt), not the encoding of ""."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from storymaker.services.pipelines import _PipelineEntry
+
+    components = tiny_components(seed=0)
+    plain_parts = {k: copy.deepcopy(components[k]) for k in ("vae", "text_encoder", "text_encoder_2", "unet", "scheduler")}
+    plain_parts.update(tokenizer=components["tokenizer"], tokenizer_2=components["tokenizer_2"])
+    plain = _quiet(StableDiffusionXLPipeline(**plain_parts, add_watermarker=False))
+    _, sdxl_negative, _, sdxl_negative_pooled = plain.encode_prompt(
+        "a knight", device=torch.device("cpu"), do_classifier_free_guidance=True, negative_prompt=None
+    )
+    ours = _quiet(StoryMakerPipeline(**components))
+    entry = _PipelineEntry(ours)
+    for empty in ("", "  "):
+        negative, negative_pooled = entry.embed(empty, negative=True)
+        assert torch.equal(negative, sdxl_negative) and torch.equal(negative_pooled, sdxl_negative_pooled)
+    assert not torch.any(sdxl_negative) and not torch.any(sdxl_negative_pooled)
+    # A real negative prompt, and an empty positive one, are encoded as diffusers encodes them.
+    _, blurry, _, blurry_pooled = plain.encode_prompt(
+        "a knight", device=torch.device("cpu"), do_classifier_free_guidance=True, negative_prompt="blurry"
+    )
+    got, got_pooled = entry.embed("blurry", negative=True)
+    torch.testing.assert_close(got, blurry, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got_pooled, blurry_pooled, rtol=0, atol=1e-6)
+    assert torch.any(entry.embed("")[0])
+
+    # End to end at zero adapter scales: the same image as plain SDXL given no negative prompt.
+    prompt_embeds, pooled = entry.embed("a knight")
+    negative, negative_pooled = entry.embed("", negative=True)
+    expected = plain("a knight", num_inference_steps=STEPS, width=SIZE, height=SIZE, guidance_scale=7.5,
+                     generator=torch.Generator().manual_seed(1), output_type="np").images
+    got_image = render(ours, tiny_conditioning(1), seed=1, prompt=None, prompt_embeds=prompt_embeds,
+                       pooled_prompt_embeds=pooled, negative_prompt_embeds=negative,
+                       negative_pooled_prompt_embeds=negative_pooled, ip_adapter_scale=0.0, lora_scale=0.0)
+    np.testing.assert_allclose(got_image, expected, atol=1e-4)
+
+
 def test_fused_equals_unfused_and_calls_never_refuse():
     pipe = _quiet(tiny_pipeline(seed=1))
     characters = tiny_conditioning(2, seed=1)

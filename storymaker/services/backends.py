@@ -163,7 +163,7 @@ class DiffusionBackend:
                 if cancel is not None and cancel.is_set():
                     raise RenderCancelled("Render cancelled before this panel started.")
                 prompt_embeds, pooled = entry.embed(job.prompt)
-                negative_embeds, negative_pooled = entry.embed(job.negative_prompt)
+                negative_embeds, negative_pooled = entry.embed(job.negative_prompt, negative=True)
                 generator = torch.Generator(device="cpu").manual_seed(job.seed)
                 output = entry.pipeline(
                     characters=characters,

@@ -24,13 +24,23 @@ class _PipelineEntry:
         self.max_prompts = max_prompts
         self.encode_calls = 0
 
-    def embed(self, text: str) -> tuple[Any, Any]:
-        """``(prompt_embeds, pooled_prompt_embeds)`` for ``text``, computed once (call under lock)."""
+    def embed(self, text: str, *, negative: bool = False) -> tuple[Any, Any]:
+        """``(prompt_embeds, pooled_prompt_embeds)`` for ``text``, computed once (call under lock).
+
+        An empty (or blank) ``negative`` prompt gives zeros of those shapes, as diffusers' SDXL
+        pipeline does when no negative prompt is given (``force_zeros_for_empty_prompt``, on for
+        SDXL): not the encoding of "".
+        """
+        import torch
+
+        if negative and not text.strip() and getattr(getattr(self.pipeline, "config", None),
+                                                      "force_zeros_for_empty_prompt", False):
+            embeds, pooled = self.embed("")
+            return torch.zeros_like(embeds), torch.zeros_like(pooled)
         hit = self.embeddings.get(text)
         if hit is not None:
             self.embeddings.move_to_end(text)
             return hit
-        import torch
 
         pipe = self.pipeline
         with torch.no_grad():
