@@ -492,3 +492,10 @@ def test_runtime_options_on_cpu():
     assert pipe.adapter.fused_scale == 0.6 and pipe.storymaker_lora_fusion
     assert pipe.device.type == "cpu"  # CPU offload needs an accelerator: on the CPU it just stays there
     assert render(pipe, tiny_conditioning(1), lora_scale=0.6).shape == (1, SIZE, SIZE, 3)
+    # Fused to serve: no copy of the unfused weights is kept, so unfusing is refused and changes nothing.
+    fused = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    for change in (pipe.disable_storymaker_lora_fusion, lambda: pipe.enable_storymaker_lora_fusion(0.9)):
+        with pytest.raises(CheckpointError, match="reload the pipeline"):
+            change()
+        assert pipe.adapter.fused_scale == 0.6
+        assert all(torch.equal(v, fused[k]) for k, v in pipe.unet.state_dict().items())

@@ -33,8 +33,8 @@ IMAGE_TOLERANCE = {torch.float16: 0.01, torch.bfloat16: 0.05}
 def half_pipeline(dtype: torch.dtype, fused: bool, seed: int = 0):
     pipe = tiny_pipeline(seed=seed, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
-    if fused:
-        pipe.enable_storymaker_lora_fusion(0.8)  # as the app does at load (STORYMAKER_FUSE_LORA, the default)
+    # As the app loads it (STORYMAKER_FUSE_LORA=1 is the default): fused once, no unfused copy kept.
+    pipe.apply_runtime_options(device="cpu", fuse_lora=fused, lora_scale=0.8)
     return pipe
 
 

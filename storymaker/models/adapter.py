@@ -173,8 +173,9 @@ class StoryMakerAdapter(nn.Module):
         self.processor_names: tuple[str, ...] = tuple(processors)
         self.ip_adapter = nn.ModuleList(processors.values())
         self.fused_scale: float | None = None
-        # The attention weights as they were before fuse_lora (CPU copies), for an exact unfuse.
-        self._unfused_weights: list[torch.Tensor] = []
+        # The attention weights as they were before fuse_lora (CPU copies), for an exact unfuse;
+        # None when fused without keeping them.
+        self._unfused_weights: list[torch.Tensor] | None = []
 
     @property
     def device(self) -> torch.device:
@@ -396,25 +397,28 @@ class StoryMakerAdapter(nn.Module):
                 yield base_linear(attn, target), processor, target
 
     @torch.no_grad()
-    def fuse_lora(self, unet, lora_scale: float) -> None:
+    def fuse_lora(self, unet, lora_scale: float, *, keep_original: bool = True) -> None:
         """Add ``lora_scale * up @ down`` (computed in float32, cast once) into to_q/to_k/to_v/to_out[0]
         of every attention layer, once (at load): the processors then skip their LoRA branch at that
         scale, and a call with another ``storymaker_lora_scale`` adds only the difference through the
         branch, so calls never touch the (shared) weights again.
 
-        The weights as they were before fusing are kept on the CPU (their own dtype) so that
-        :meth:`unfuse_lora` restores them bit for bit. Fusing again at the same scale does nothing;
-        at another scale it restores those weights exactly, then fuses at the new scale."""
+        ``keep_original``: keep the weights as they were before fusing on the CPU (their own dtype;
+        1.8 GiB for SDXL in float16) so that :meth:`unfuse_lora` restores them bit for bit. Without
+        it, unfusing or re-fusing at another scale raises :class:`CheckpointError` (subtracting
+        again would round the weights in float16/bfloat16). Fusing again at the same scale does
+        nothing; at another scale it restores the kept weights exactly, then fuses at the new scale."""
         lora_scale = float(lora_scale)
         if self.fused_scale is not None:
             if self.fused_scale == lora_scale:
                 return
             self.unfuse_lora(unet)
         pairs = list(self._fused_linears(unet))
-        originals = []
+        originals: list[torch.Tensor] | None = [] if keep_original else None
         for linear, processor, target in pairs:
             weight = linear.weight
-            originals.append(weight.detach().to("cpu", copy=True))
+            if originals is not None:
+                originals.append(weight.detach().to("cpu", copy=True))
             delta = processor.lora(target).delta_weight().to(weight.device)
             weight.copy_((weight.float() + lora_scale * delta).to(weight.dtype))
         self._unfused_weights = originals
@@ -424,14 +428,19 @@ class StoryMakerAdapter(nn.Module):
 
     @torch.no_grad()
     def unfuse_lora(self, unet) -> None:
-        """Put back the weights :meth:`fuse_lora` saved, bit for bit (no arithmetic, so no rounding in
+        """Put back the weights :meth:`fuse_lora` kept, bit for bit (no arithmetic, so no rounding in
         float16/bfloat16); a no-op when not fused. Anything else written into those weights after
         fusing (e.g. another LoRA fused later) is replaced too: fuse StoryMaker's LoRA last."""
         if self.fused_scale is None:
             return
-        pairs = list(self._fused_linears(unet))
         originals = self._unfused_weights
-        if len(originals) != len(pairs):  # pragma: no cover - install() checks the layout
+        if originals is None:
+            raise CheckpointError(
+                "StoryMaker's LoRA was fused at load without keeping the original weights (to save memory), "
+                "so it cannot be unfused exactly: reload the pipeline (STORYMAKER_FUSE_LORA=0 keeps it unfused)."
+            )
+        pairs = list(self._fused_linears(unet))
+        if len(originals) != len(pairs):
             raise CheckpointError("The UNet changed since the LoRA was fused: reload the pipeline.")
         for (linear, _, _), original in zip(pairs, originals):
             linear.weight.copy_(original.to(device=linear.weight.device, dtype=linear.weight.dtype))

@@ -170,7 +170,8 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         lora_scale: float = DEFAULT_LORA_SCALE,
     ) -> "StoryMakerPipeline":
         """Place the pipeline (or enable model CPU offload), set diffusers' memory options and fuse
-        StoryMaker's LoRA at ``lora_scale`` (once, here: calls never re-fuse)."""
+        StoryMaker's LoRA at ``lora_scale`` (once, here: calls never re-fuse; no copy of the unfused
+        weights is kept, so unfusing it means reloading)."""
         device = torch.device(device)
         if cpu_offload and device.type != "cpu":
             self.enable_model_cpu_offload(device=device)
@@ -181,7 +182,8 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         if vae_tiling:
             self.vae.enable_tiling()
         if fuse_lora:
-            self.enable_storymaker_lora_fusion(lora_scale)
+            # Loaded to serve: calls never unfuse, so no copy of the unfused weights is kept.
+            self.enable_storymaker_lora_fusion(lora_scale, keep_original=False)
         return self
 
     # ------------------------------------------------------------------ LoRA fusion
@@ -190,14 +192,16 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         """Whether StoryMaker's LoRA is fused into the UNet's attention weights."""
         return self.adapter.fused_scale is not None
 
-    def enable_storymaker_lora_fusion(self, lora_scale: float = DEFAULT_LORA_SCALE) -> None:
+    def enable_storymaker_lora_fusion(self, lora_scale: float = DEFAULT_LORA_SCALE, *,
+                                      keep_original: bool = True) -> None:
         """Fuse the LoRA at ``lora_scale`` (faster steps): do it once, when loading (the settings'
         scale). Calls at any other scale stay exact (the processors add the difference) and never
-        touch the weights; calling this again at another scale restores the original weights exactly
-        and fuses at the new one."""
+        touch the weights. ``keep_original`` keeps a CPU copy of the unfused weights (1.8 GiB for
+        SDXL in float16) so that unfusing, or fusing again at another scale, restores them exactly;
+        without it those raise :class:`CheckpointError` (reload instead)."""
         if self.adapter.fused_scale != float(lora_scale):
             logger.info("fusing the StoryMaker LoRA at scale %s", lora_scale)
-        self.adapter.fuse_lora(self.unet, float(lora_scale))
+        self.adapter.fuse_lora(self.unet, float(lora_scale), keep_original=keep_original)
 
     def disable_storymaker_lora_fusion(self) -> None:
         """Restore the UNet weights as they were before fusing (bit for bit); every call then runs

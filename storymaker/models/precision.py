@@ -66,8 +66,7 @@ def measure_weight_drift(dtype: torch.dtype, *, fused: bool, calls: int = DRIFT_
 
     pipe = tiny_pipeline(seed=seed, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
-    if fused:
-        pipe.enable_storymaker_lora_fusion(reference_scale)  # as the app does at load
+    pipe.apply_runtime_options(device="cpu", fuse_lora=fused, lora_scale=reference_scale)  # as the app loads it
     loaded = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
     characters = tiny_conditioning(2, seed=seed)
 
