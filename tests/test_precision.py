@@ -8,17 +8,25 @@
 - The float16 VAE decodes in float32 (SDXL's ``force_upcast``) and is left exactly as it was.
 - ``python -m storymaker doctor --precision`` measures the drift and prints 0.
 
-float16 convolutions are slow on CPUs, so the 30 alternating calls render 16x16 (the drift does not
-depend on the size) and the reference renders 32x32 or 64x64; 2 steps each.
+The drift is measured once, by running the doctor command (``models.precision.measure_weight_drift``
+for each dtype, fused and unfused); the tests check both what it printed and what it measured, and a
+negative control shows that the measurement does catch rounding drift. float16 convolutions are slow
+on CPUs, so the 30 alternating calls render 16x16 (the drift does not depend on the size) and the
+reference renders 32x32 or 64x64; 2 steps each.
 """
 
 from __future__ import annotations
+
+import contextlib
+import io
 
 import numpy as np
 import pytest
 import torch
 
 from storymaker.cli import main
+from storymaker.models import precision
+from storymaker.models.attention import LORA_TARGETS, base_linear
 from storymaker.models.tiny import tiny_conditioning, tiny_pipeline
 
 HALF = [torch.float16, torch.bfloat16]
@@ -33,16 +41,9 @@ IMAGE_TOLERANCE = {torch.float16: 0.01, torch.bfloat16: 0.05}
 def half_pipeline(dtype: torch.dtype, fused: bool, seed: int = 0):
     pipe = tiny_pipeline(seed=seed, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
-    # As the app loads it (STORYMAKER_FUSE_LORA=1 is the default): fused once, no unfused copy kept.
-    pipe.apply_runtime_options(device="cpu", fuse_lora=fused, lora_scale=0.8)
+    if fused:  # as the app loads it (STORYMAKER_FUSE_LORA=1, the default): fused once, no unfused copy kept
+        pipe.enable_storymaker_lora_fusion(0.8, keep_original=False)
     return pipe
-
-
-def latents(pipe, lora_scale: float, size: int, characters, seed: int = 0) -> torch.Tensor:
-    return pipe(
-        prompt="a knight and a dragon", characters=characters, num_inference_steps=STEPS, width=size, height=size,
-        lora_scale=lora_scale, output_type="latent", generator=torch.Generator().manual_seed(seed),
-    ).images
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -53,23 +54,69 @@ def changed(module: torch.nn.Module, before: dict[str, torch.Tensor]) -> list[st
     return [k for k, v in module.state_dict().items() if not torch.equal(v, before[k])]
 
 
+@pytest.fixture(scope="module")
+def doctor_run():
+    """``python -m storymaker doctor --precision``, run once: (exit code, what it printed, the
+    DriftReport it measured for each (dtype, fused))."""
+    reports = []
+    measure = precision.measure_weight_drift
+
+    def recording(*args, **kwargs):
+        reports.append(measure(*args, **kwargs))
+        return reports[-1]
+
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setattr(precision, "measure_weight_drift", recording)
+        code = main(["doctor", "--precision"])
+    return code, out.getvalue(), {(r.dtype, r.fused): r for r in reports}
+
+
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
-@pytest.mark.parametrize("dtype", HALF, ids=["float16", "bfloat16"])
-def test_no_weight_drift_after_30_calls_at_alternating_scales(dtype, fused):
-    pipe = half_pipeline(dtype, fused)
-    assert pipe.unet.dtype == dtype and pipe.storymaker_lora_fusion == fused
-    loaded = snapshot(pipe.unet)
-    characters = tiny_conditioning(2)
-    reference = latents(pipe, 0.8, 32, characters)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_no_weight_drift_after_30_calls_at_alternating_scales(doctor_run, dtype, fused):
+    report = doctor_run[2][(dtype, fused)]
+    assert report.calls == 30
+    assert report.scales_differ  # lora_scale 0.5 and 0.9 really gave different results
+    assert report.changed_tensors == 0 and report.max_weight_change == 0.0  # every UNet tensor bit-identical
+    assert report.same_latents  # same seed and settings, bit-identical latents
 
-    seen = {}
-    for call in range(30):
-        scale = (0.5, 0.9)[call % 2]
-        seen[scale] = latents(pipe, scale, 16, characters)
-    assert not torch.equal(seen[0.5], seen[0.9])  # the scale really changes the result
 
-    assert changed(pipe.unet, loaded) == []  # every UNet tensor bit-identical to after loading
-    assert torch.equal(latents(pipe, 0.8, 32, characters), reference)  # same seed, same latents
+def test_doctor_precision_prints_zero_drift(doctor_run):
+    code, out, _ = doctor_run
+    assert code == 0
+    lines = [line.split() for line in out.splitlines() if "max weight drift" in line]
+    assert [(words[0], words[1]) for words in lines] == [
+        ("float16", "fused"), ("float16", "unfused"), ("bfloat16", "fused"), ("bfloat16", "unfused"),
+    ]
+    for words in lines:
+        assert words[words.index("drift") + 1] == "0"  # measured, printed as 0
+        assert words[-1] == "yes"  # same seed, same latents
+    assert "No drift" in out
+
+
+def test_drift_measurement_catches_rounding(monkeypatch):
+    """Negative control: with the old behaviour (each call adds its LoRA into the weights and
+    subtracts it again, rounding to the weights' dtype) the same measurement reports drift."""
+    from storymaker.models.pipeline import StoryMakerPipeline
+
+    render = StoryMakerPipeline.render
+
+    @torch.no_grad()
+    def refusing_render(self, *args, lora_scale=0.8, **kwargs):
+        for name, processor in zip(self.adapter.processor_names, self.adapter.ip_adapter):
+            attn = self.unet.get_submodule(name[: -len(".processor")])
+            for target, _ in LORA_TARGETS:
+                weight = base_linear(attn, target).weight
+                delta = processor.lora(target).delta_weight()
+                weight.copy_((weight.float() + lora_scale * delta).to(weight.dtype))
+                weight.copy_((weight.float() - lora_scale * delta).to(weight.dtype))
+        return render(self, *args, lora_scale=lora_scale, **kwargs)
+
+    monkeypatch.setattr(StoryMakerPipeline, "render", refusing_render)
+    report = precision.measure_weight_drift(torch.bfloat16, fused=False, calls=4)
+    assert report.changed_tensors > 0 and report.max_weight_change > 0.0 and not report.ok
+    assert "max weight drift 0 " not in report.line()
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=["float16", "bfloat16"])
@@ -123,16 +170,3 @@ def test_vae_decodes_in_float32_only_when_it_must(dtype):
     # SDXL's VAE overflows in float16 (force_upcast): decoded in float32; bfloat16 has float32's range.
     assert seen == [torch.float32 if dtype == torch.float16 else torch.bfloat16]
     assert pipe.vae.dtype == dtype and changed(pipe.vae, vae_before) == []
-
-
-def test_doctor_precision_measures_zero_drift(capsys):
-    assert main(["doctor", "--precision"]) == 0
-    out = capsys.readouterr().out
-    lines = [line.split() for line in out.splitlines() if "max weight drift" in line]
-    assert [(words[0], words[1]) for words in lines] == [
-        ("float16", "fused"), ("float16", "unfused"), ("bfloat16", "fused"), ("bfloat16", "unfused"),
-    ]
-    for words in lines:
-        assert words[words.index("drift") + 1] == "0"  # measured, printed as 0
-        assert words[-1] == "yes"  # same seed, same latents
-    assert "No drift" in out

@@ -31,6 +31,7 @@ class DriftReport:
     max_weight_change: float  # max |w_after - w_loaded| over every UNet parameter and buffer
     changed_tensors: int  # UNet tensors not bit-identical to the loaded ones
     same_latents: bool  # the same seed and settings gave bit-identical latents before and after
+    scales_differ: bool  # the alternating scales gave different latents (the LoRA scale is in use)
 
     @property
     def ok(self) -> bool:
@@ -66,7 +67,8 @@ def measure_weight_drift(dtype: torch.dtype, *, fused: bool, calls: int = DRIFT_
 
     pipe = tiny_pipeline(seed=seed, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
-    pipe.apply_runtime_options(device="cpu", fuse_lora=fused, lora_scale=reference_scale)  # as the app loads it
+    if fused:  # as apply_runtime_options(fuse_lora=True) does when the app loads the pipeline
+        pipe.enable_storymaker_lora_fusion(reference_scale, keep_original=False)
     loaded = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
     characters = tiny_conditioning(2, seed=seed)
 
@@ -78,8 +80,13 @@ def measure_weight_drift(dtype: torch.dtype, *, fused: bool, calls: int = DRIFT_
         ).images
 
     before = latents(reference_scale, reference_size)
+    last: dict[float, torch.Tensor] = {}
     for index in range(calls):
-        latents(scales[index % len(scales)], size)
+        scale = scales[index % len(scales)]
+        last[scale] = latents(scale, size)
     after = latents(reference_scale, reference_size)
     worst, changed = unet_weight_change(loaded, pipe.unet)
-    return DriftReport(str(dtype).replace("torch.", ""), fused, calls, worst, changed, torch.equal(before, after))
+    outputs = list(last.values())
+    scales_differ = len(outputs) > 1 and not all(torch.equal(outputs[0], other) for other in outputs[1:])
+    return DriftReport(str(dtype).replace("torch.", ""), fused, calls, worst, changed, torch.equal(before, after),
+                       scales_differ)
