@@ -188,26 +188,68 @@ def test_zero_scales_equal_plain_sdxl(guidance):
     assert differ(got, render(ours, tiny_conditioning(2), seed=1, prompt="a knight", guidance_scale=guidance))
 
 
-def test_fused_equals_unfused_and_refuses_on_scale_change():
+def test_empty_negative_prompt_gives_sdxls_zero_embedding():
+    """The render path precomputes prompt embeddings (services.pipelines._PipelineEntry.embed): an
+    empty negative prompt must give what diffusers' SDXL pipeline uses without one (zeros,
+    force_zeros_for_empty_prompt), not the encoding of ""."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from storymaker.services.pipelines import _PipelineEntry
+
+    components = tiny_components(seed=0)
+    plain_parts = {k: copy.deepcopy(components[k]) for k in ("vae", "text_encoder", "text_encoder_2", "unet", "scheduler")}
+    plain_parts.update(tokenizer=components["tokenizer"], tokenizer_2=components["tokenizer_2"])
+    plain = _quiet(StableDiffusionXLPipeline(**plain_parts, add_watermarker=False))
+    _, sdxl_negative, _, sdxl_negative_pooled = plain.encode_prompt(
+        "a knight", device=torch.device("cpu"), do_classifier_free_guidance=True, negative_prompt=None
+    )
+    ours = _quiet(StoryMakerPipeline(**components))
+    entry = _PipelineEntry(ours)
+    for empty in ("", "  "):
+        negative, negative_pooled = entry.embed(empty, negative=True)
+        assert torch.equal(negative, sdxl_negative) and torch.equal(negative_pooled, sdxl_negative_pooled)
+    assert not torch.any(sdxl_negative) and not torch.any(sdxl_negative_pooled)
+    # A real negative prompt, and an empty positive one, are encoded as diffusers encodes them.
+    _, blurry, _, blurry_pooled = plain.encode_prompt(
+        "a knight", device=torch.device("cpu"), do_classifier_free_guidance=True, negative_prompt="blurry"
+    )
+    got, got_pooled = entry.embed("blurry", negative=True)
+    torch.testing.assert_close(got, blurry, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got_pooled, blurry_pooled, rtol=0, atol=1e-6)
+    assert torch.any(entry.embed("")[0])
+
+    # End to end at zero adapter scales: the same image as plain SDXL given no negative prompt.
+    prompt_embeds, pooled = entry.embed("a knight")
+    negative, negative_pooled = entry.embed("", negative=True)
+    expected = plain("a knight", num_inference_steps=STEPS, width=SIZE, height=SIZE, guidance_scale=7.5,
+                     generator=torch.Generator().manual_seed(1), output_type="np").images
+    got_image = render(ours, tiny_conditioning(1), seed=1, prompt=None, prompt_embeds=prompt_embeds,
+                       pooled_prompt_embeds=pooled, negative_prompt_embeds=negative,
+                       negative_pooled_prompt_embeds=negative_pooled, ip_adapter_scale=0.0, lora_scale=0.0)
+    np.testing.assert_allclose(got_image, expected, atol=1e-4)
+
+
+def test_fused_equals_unfused_and_calls_never_refuse():
     pipe = _quiet(tiny_pipeline(seed=1))
     characters = tiny_conditioning(2, seed=1)
     unfused = {s: render(pipe, characters, lora_scale=s) for s in (0.8, 0.5)}
     assert differ(unfused[0.8], unfused[0.5])
-    weight_before = pipe.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn1.to_q.weight.clone()
+    weights_before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
 
     pipe.enable_storymaker_lora_fusion(0.8)
-    assert pipe.adapter.fused_scale == 0.8
+    assert pipe.adapter.fused_scale == 0.8 and pipe.storymaker_lora_fusion
+    fused_weights = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
     np.testing.assert_allclose(render(pipe, characters, lora_scale=0.8), unfused[0.8], atol=1e-4)
-    # Another scale while fusion is on: re-fused at that scale, same image as unfused.
+    # Another scale while fused: the processors add the difference; the weights are not touched.
     np.testing.assert_allclose(render(pipe, characters, lora_scale=0.5), unfused[0.5], atol=1e-4)
-    assert pipe.adapter.fused_scale == 0.5
+    assert pipe.adapter.fused_scale == 0.8
+    assert all(torch.equal(v, fused_weights[k]) for k, v in pipe.unet.state_dict().items())
     np.testing.assert_allclose(render(pipe, characters, lora_scale=0.8), unfused[0.8], atol=1e-4)
 
     pipe.disable_storymaker_lora_fusion()
-    assert pipe.adapter.fused_scale is None
-    weight_after = pipe.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn1.to_q.weight
-    torch.testing.assert_close(weight_after, weight_before, atol=1e-6, rtol=0)
-    np.testing.assert_allclose(render(pipe, characters, lora_scale=0.8), unfused[0.8], atol=1e-5)
+    assert pipe.adapter.fused_scale is None and not pipe.storymaker_lora_fusion
+    assert all(torch.equal(v, weights_before[k]) for k, v in pipe.unet.state_dict().items())
+    np.testing.assert_array_equal(render(pipe, characters, lora_scale=0.8), unfused[0.8])
 
 
 def test_checkpoint_round_trip_gives_identical_images(tmp_path):
@@ -450,3 +492,10 @@ def test_runtime_options_on_cpu():
     assert pipe.adapter.fused_scale == 0.6 and pipe.storymaker_lora_fusion
     assert pipe.device.type == "cpu"  # CPU offload needs an accelerator: on the CPU it just stays there
     assert render(pipe, tiny_conditioning(1), lora_scale=0.6).shape == (1, SIZE, SIZE, 3)
+    # Fused to serve: no copy of the unfused weights is kept, so unfusing is refused and changes nothing.
+    fused = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    for change in (pipe.disable_storymaker_lora_fusion, lambda: pipe.enable_storymaker_lora_fusion(0.9)):
+        with pytest.raises(CheckpointError, match="reload the pipeline"):
+            change()
+        assert pipe.adapter.fused_scale == 0.6
+        assert all(torch.equal(v, fused[k]) for k, v in pipe.unet.state_dict().items())

@@ -5,9 +5,12 @@
         the insightface and rembg models come from GitHub releases: it says where to get them and
         where to put them. Exit 0 when everything is present afterwards, 1 when only those manual
         downloads remain, 2 when a download is impossible (offline, no access).
-    doctor
+    doctor [--precision]
         Python, torch, CUDA and GPU memory, package versions, and which weights are present locally;
-        never touches the network; exit 0.
+        never touches the network; exit 0. --precision also measures, on the tiny pipeline on the
+        CPU, how far the UNet weights move after 30 renders alternating lora_scale 0.5/0.9 in
+        float16 and bfloat16 (LoRA fused and unfused) and whether the same seed still gives the
+        same latents; exit 1 if anything drifted.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ def register(subparsers) -> None:
         help="check Python, torch, GPU and which weights are present (no network)",
         description="Report the environment and which model weights are on this machine. Never uses the network.",
     )
+    doctor.add_argument("--precision", action="store_true",
+                        help="also measure weight drift and seed reproducibility in float16/bfloat16 on the "
+                             "tiny pipeline (on the CPU)")
     doctor.set_defaults(func=run_doctor)
 
 
@@ -133,4 +139,26 @@ def run_doctor(args: argparse.Namespace, settings: Settings) -> int:
         _say(f"\n{missing} model(s) missing: `python -m storymaker download` fetches the hub ones.")
     else:
         _say("\nEverything is present.")
+    if getattr(args, "precision", False):
+        return run_precision_check()
     return 0
+
+
+def run_precision_check() -> int:
+    """Measure weight drift and seed reproducibility in float16 and bfloat16; 0 when none drifted."""
+    import torch
+
+    from ..models.precision import DRIFT_CALLS, DRIFT_SCALES, REFERENCE_SCALE, measure_weight_drift
+
+    scales = "/".join(f"{s:g}" for s in DRIFT_SCALES)
+    _say(f"\nPrecision (tiny pipeline, CPU): UNet weight drift after {DRIFT_CALLS} renders alternating "
+         f"lora_scale {scales}, and whether a render at {REFERENCE_SCALE:g} with the same seed repeats exactly:")
+    bad = 0
+    for dtype in (torch.float16, torch.bfloat16):
+        for fused in (True, False):
+            report = measure_weight_drift(dtype, fused=fused)
+            _say("  " + report.line())
+            bad += not report.ok
+    _say("No drift: shared weights and results are stable." if not bad else
+         f"{bad} configuration(s) drifted: report this as a bug (python -m storymaker doctor --precision).")
+    return 0 if not bad else 1

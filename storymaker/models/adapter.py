@@ -173,6 +173,9 @@ class StoryMakerAdapter(nn.Module):
         self.processor_names: tuple[str, ...] = tuple(processors)
         self.ip_adapter = nn.ModuleList(processors.values())
         self.fused_scale: float | None = None
+        # The attention weights as they were before fuse_lora (CPU copies), for an exact unfuse;
+        # None when fused without keeping them.
+        self._unfused_weights: list[torch.Tensor] | None = []
 
     @property
     def device(self) -> torch.device:
@@ -387,31 +390,61 @@ class StoryMakerAdapter(nn.Module):
         for name, processor in zip(self.processor_names, self.ip_adapter):
             yield _attention_module(unet, name), processor
 
-    @torch.no_grad()
-    def _add_lora(self, unet, scale: float) -> None:
+    def _fused_linears(self, unet):
+        """(linear, processor, target) for every attention projection the LoRA adapts."""
         for attn, processor in self._installed_pairs(unet):
             for target, _ in LORA_TARGETS:
-                linear = base_linear(attn, target)
-                delta = processor.lora(target).delta_weight().to(linear.weight.device)
-                linear.weight.copy_((linear.weight.float() + scale * delta).to(linear.weight.dtype))
+                yield base_linear(attn, target), processor, target
 
-    def fuse_lora(self, unet, lora_scale: float) -> None:
+    @torch.no_grad()
+    def fuse_lora(self, unet, lora_scale: float, *, keep_original: bool = True) -> None:
         """Add ``lora_scale * up @ down`` (computed in float32, cast once) into to_q/to_k/to_v/to_out[0]
-        of every attention layer; the processors then skip their LoRA branch at that scale (a call
-        with another ``storymaker_lora_scale`` adds only the difference). Re-fusing = unfuse + fuse."""
-        if self.fused_scale is not None:
-            self.unfuse_lora(unet)
+        of every attention layer, once (at load): the processors then skip their LoRA branch at that
+        scale, and a call with another ``storymaker_lora_scale`` adds only the difference through the
+        branch, so calls never touch the (shared) weights again.
+
+        ``keep_original``: keep the weights as they were before fusing on the CPU (their own dtype;
+        1.8 GiB for SDXL in float16) so that :meth:`unfuse_lora` restores them bit for bit. Without
+        it, unfusing or re-fusing at another scale raises :class:`CheckpointError` (subtracting
+        again would round the weights in float16/bfloat16). Fusing again at the same scale does
+        nothing; at another scale it restores the kept weights exactly, then fuses at the new scale."""
         lora_scale = float(lora_scale)
-        self._add_lora(unet, lora_scale)
+        if self.fused_scale is not None:
+            if self.fused_scale == lora_scale:
+                return
+            self.unfuse_lora(unet)
+        pairs = list(self._fused_linears(unet))
+        originals: list[torch.Tensor] | None = [] if keep_original else None
+        for linear, processor, target in pairs:
+            weight = linear.weight
+            if originals is not None:
+                originals.append(weight.detach().to("cpu", copy=True))
+            delta = processor.lora(target).delta_weight().to(weight.device)
+            weight.copy_((weight.float() + lora_scale * delta).to(weight.dtype))
+        self._unfused_weights = originals
         for processor in self.ip_adapter:
             processor.fused_scale = lora_scale
         self.fused_scale = lora_scale
 
+    @torch.no_grad()
     def unfuse_lora(self, unet) -> None:
-        """Subtract what :meth:`fuse_lora` added (no-op when not fused)."""
+        """Put back the weights :meth:`fuse_lora` kept, bit for bit (no arithmetic, so no rounding in
+        float16/bfloat16); a no-op when not fused. Anything else written into those weights after
+        fusing (e.g. another LoRA fused later) is replaced too: fuse StoryMaker's LoRA last."""
         if self.fused_scale is None:
             return
-        self._add_lora(unet, -self.fused_scale)
+        originals = self._unfused_weights
+        if originals is None:
+            raise CheckpointError(
+                "StoryMaker's LoRA was fused at load without keeping the original weights (to save memory), "
+                "so it cannot be unfused exactly: reload the pipeline (STORYMAKER_FUSE_LORA=0 keeps it unfused)."
+            )
+        pairs = list(self._fused_linears(unet))
+        if len(originals) != len(pairs):
+            raise CheckpointError("The UNet changed since the LoRA was fused: reload the pipeline.")
+        for (linear, _, _), original in zip(pairs, originals):
+            linear.weight.copy_(original.to(device=linear.weight.device, dtype=linear.weight.dtype))
+        self._unfused_weights = []
         for processor in self.ip_adapter:
             processor.fused_scale = 0.0
         self.fused_scale = None

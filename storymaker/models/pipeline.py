@@ -8,12 +8,16 @@ VAE decode with upcast, LoRA loading, CPU offload) with our own denoising loop:
 - classifier-free guidance is used only when ``guidance_scale > 1`` (no crash at <= 1);
 - the ControlNet runs only for a panel that has a pose image; the same loaded components serve
   panels with and without a pose;
-- every per-call value is an argument; the only shared state a call changes is the fused LoRA
-  scale (re-fused when a call asks for another scale while fusion is enabled).
+- every per-call value is an argument and a call never changes the shared weights: StoryMaker's
+  LoRA is fused (if at all) once, at load, and a call at another ``lora_scale`` adds only the
+  difference through the attention processors' LoRA branch. So in float16/bfloat16 the UNet weights
+  stay bit-identical whatever scales visitors of a shared app choose, and the same seed and
+  settings give the same latents (``tests/test_precision.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -36,6 +40,24 @@ logger = logging.getLogger(__name__)
 
 MAX_CHARACTERS = 3
 FACE_ID_DIM = 512
+#: The authors' demo's LoRA scale (``lora_scale`` default of a call and of fusion).
+DEFAULT_LORA_SCALE = 0.8
+
+
+@contextlib.contextmanager
+def quiet_dtype_casts():
+    """Silence diffusers' "modules that should be kept in float32: []" warning, which its
+    ``ModelMixin.to(dtype)`` logs on every cast even when no module needs float32 (as for the SDXL
+    VAE's upcast around each decode)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    modeling_logger = diffusers_logging.get_logger("diffusers.models.modeling_utils")
+    level = modeling_logger.level
+    modeling_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        modeling_logger.setLevel(level)
 
 
 @dataclass
@@ -108,7 +130,6 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         self.control_image_processor = VaeImageProcessor(
             vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True, do_normalize=False
         )
-        self._storymaker_fusion = False
         self._interrupt = False
         self._steps_done = 0
 
@@ -149,9 +170,11 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         vae_slicing: bool = False,
         vae_tiling: bool = False,
         fuse_lora: bool = False,
-        lora_scale: float = 0.8,
+        lora_scale: float = DEFAULT_LORA_SCALE,
     ) -> "StoryMakerPipeline":
-        """Place the pipeline (or enable model CPU offload) and set diffusers' memory options."""
+        """Place the pipeline (or enable model CPU offload), set diffusers' memory options and fuse
+        StoryMaker's LoRA at ``lora_scale`` (once, here: calls never re-fuse; no copy of the unfused
+        weights is kept, so unfusing it means reloading)."""
         device = torch.device(device)
         if cpu_offload and device.type != "cpu":
             self.enable_model_cpu_offload(device=device)
@@ -162,35 +185,31 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         if vae_tiling:
             self.vae.enable_tiling()
         if fuse_lora:
-            self.enable_storymaker_lora_fusion(lora_scale)
+            # Loaded to serve: calls never unfuse, so no copy of the unfused weights is kept.
+            self.enable_storymaker_lora_fusion(lora_scale, keep_original=False)
         return self
 
     # ------------------------------------------------------------------ LoRA fusion
     @property
     def storymaker_lora_fusion(self) -> bool:
-        """Whether StoryMaker's LoRA is kept fused into the UNet's attention weights."""
-        return self._storymaker_fusion
+        """Whether StoryMaker's LoRA is fused into the UNet's attention weights."""
+        return self.adapter.fused_scale is not None
 
-    def enable_storymaker_lora_fusion(self, lora_scale: float | None = None) -> None:
-        """Keep the LoRA fused (faster steps); a call with another ``lora_scale`` re-fuses it."""
-        self._storymaker_fusion = True
-        if lora_scale is not None:
-            self._ensure_fused(lora_scale)
+    def enable_storymaker_lora_fusion(self, lora_scale: float = DEFAULT_LORA_SCALE, *,
+                                      keep_original: bool = True) -> None:
+        """Fuse the LoRA at ``lora_scale`` (faster steps): do it once, when loading (the settings'
+        scale). Calls at any other scale stay exact (the processors add the difference) and never
+        touch the weights. ``keep_original`` keeps a CPU copy of the unfused weights (1.8 GiB for
+        SDXL in float16) so that unfusing, or fusing again at another scale, restores them exactly;
+        without it those raise :class:`CheckpointError` (reload instead)."""
+        if self.adapter.fused_scale != float(lora_scale):
+            logger.info("fusing the StoryMaker LoRA at scale %s", lora_scale)
+        self.adapter.fuse_lora(self.unet, float(lora_scale), keep_original=keep_original)
 
     def disable_storymaker_lora_fusion(self) -> None:
-        """Unfuse the LoRA; every call then runs the LoRA branches at its own scale."""
-        self._storymaker_fusion = False
-        if self.adapter.fused_scale is not None:
-            self.adapter.unfuse_lora(self.unet)
-
-    def _ensure_fused(self, lora_scale: float) -> None:
-        current = self.adapter.fused_scale
-        if current is not None and float(current) == float(lora_scale):
-            return
-        if current is not None:
-            self.adapter.unfuse_lora(self.unet)
-        logger.info("fusing the StoryMaker LoRA at scale %s", lora_scale)
-        self.adapter.fuse_lora(self.unet, float(lora_scale))
+        """Restore the UNet weights as they were before fusing (bit for bit); every call then runs
+        the LoRA branches at its own scale."""
+        self.adapter.unfuse_lora(self.unet)
 
     # ------------------------------------------------------------------ cancel / properties
     @property
@@ -370,8 +389,9 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         """VAE decode (float32 around the decode when the fp16 VAE needs it), image in -1..1."""
         vae = self.vae
         needs_upcasting = vae.dtype == torch.float16 and vae.config.force_upcast
-        if needs_upcasting:
-            vae.to(dtype=torch.float32)
+        if needs_upcasting:  # float16 -> float32 -> float16 is exact: the weights come back unchanged
+            with quiet_dtype_casts():
+                vae.to(dtype=torch.float32)
         try:
             latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
             mean = getattr(vae.config, "latents_mean", None)
@@ -385,7 +405,8 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
             return vae.decode(latents, return_dict=False)[0]
         finally:
             if needs_upcasting:
-                vae.to(dtype=torch.float16)
+                with quiet_dtype_casts():
+                    vae.to(dtype=torch.float16)
 
     # ------------------------------------------------------------------ call
     def __call__(self, *args, **kwargs):
@@ -413,7 +434,7 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         num_inference_steps: int = 25,
         guidance_scale: float = 7.5,
         ip_adapter_scale: float = 0.8,
-        lora_scale: float = 0.8,
+        lora_scale: float = DEFAULT_LORA_SCALE,
         controlnet_conditioning_scale: float = 0.7,
         control_guidance_start: float = 0.0,
         control_guidance_end: float = 1.0,
@@ -469,12 +490,6 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         device = self._execution_device
         # Computed from the argument, not from state on the (shared) pipeline.
         do_cfg = guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None
-
-        # LoRA fusion is the one shared state a call may change (when fusion is enabled).
-        if self._storymaker_fusion:
-            self._ensure_fused(lora_scale)
-        elif self.adapter.fused_scale is not None:
-            self.adapter.unfuse_lora(self.unet)
 
         # 1. Text.
         prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds = self.encode_prompt(

@@ -214,11 +214,17 @@ def tiny_components(seed: int = TINY_SEED, with_controlnet: bool = False, with_a
     return components
 
 
-def tiny_pipeline(seed: int = TINY_SEED, with_controlnet: bool = False, **kwargs) -> "StoryMakerPipeline":
-    """A StoryMakerPipeline on tiny components (CPU, float32)."""
-    from .pipeline import StoryMakerPipeline
+def tiny_pipeline(seed: int = TINY_SEED, with_controlnet: bool = False, dtype: torch.dtype | None = None,
+                  **kwargs) -> "StoryMakerPipeline":
+    """A StoryMakerPipeline on tiny components (CPU; float32, or every component cast to ``dtype``:
+    float16 and bfloat16 run on the CPU too, which is how half precision is tested without a GPU)."""
+    from .pipeline import StoryMakerPipeline, quiet_dtype_casts
 
-    return StoryMakerPipeline(**tiny_components(seed, with_controlnet=with_controlnet), **kwargs)
+    pipe = StoryMakerPipeline(**tiny_components(seed, with_controlnet=with_controlnet), **kwargs)
+    if dtype is not None and dtype != torch.float32:
+        with quiet_dtype_casts():
+            pipe.to(dtype=dtype)
+    return pipe
 
 
 def tiny_conditioning(n: int = 1, seed: int = TINY_SEED) -> "list[CharacterConditioning]":

@@ -1,8 +1,8 @@
 """The two image crops StoryMaker conditions on (``SPEC-model.md``, "Per character"), and previews.
 
 1. Character crop: bounding rectangle of the non-zero pixels of the mask's first channel; crop
-   photo and mask; 5x5 Gaussian on the mask, scaled to 0..1; ``crop*m + 255*(1-m)`` (on white);
-   plain bicubic resize to 224x224 that does not keep the aspect ratio.
+   photo and mask; 5x5 Gaussian on the 8-bit mask, scaled to 0..1; ``crop*m + 255*(1-m)`` (on
+   white) truncated to 8 bits; plain bicubic resize to 224x224 that does not keep the aspect ratio.
 2. Face crop: insightface ``face_align.norm_crop(original RGB photo, landmark=kps, image_size=224)``.
 """
 
@@ -35,7 +35,12 @@ def mask_bbox(mask: Image.Image) -> tuple[int, int, int, int]:
 
 
 def white_composite(photo: Image.Image, mask: Image.Image) -> Image.Image:
-    """The photo cropped to the mask's box, on white, with the mask edge softened (not resized)."""
+    """The photo cropped to the mask's box, on white, with the mask edge softened (not resized).
+
+    Exactly as the reference computes it: OpenCV's 5x5 Gaussian (sigma 0) on the 8-bit mask (so
+    the blurred mask is 8-bit too), divided by 255 (float64), ``crop*m + 255*(1-m)`` in float64,
+    cast to 8 bits by truncation (``astype(uint8)``), not rounding.
+    """
     import cv2
 
     if photo.size != mask.size:
@@ -44,13 +49,12 @@ def white_composite(photo: Image.Image, mask: Image.Image) -> Image.Image:
             "they must have the same size."
         )
     box = mask_bbox(mask)
-    crop = np.asarray(photo.convert("RGB").crop(box), dtype=np.float32)
+    crop = np.asarray(photo.convert("RGB").crop(box))
     first = mask if mask.mode == "L" else (mask.convert("L") if mask.mode == "1" else mask.getchannel(0))
-    m = np.asarray(first.crop(box), dtype=np.float32)
-    m = cv2.GaussianBlur(m, (5, 5), 0) / 255.0
-    m = np.clip(m, 0.0, 1.0)[:, :, None]
+    mask8 = np.ascontiguousarray(np.asarray(first.crop(box), dtype=np.uint8))
+    m = (cv2.GaussianBlur(mask8, (5, 5), 0) / 255.0)[:, :, None]
     out = crop * m + 255.0 * (1.0 - m)
-    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), mode="RGB")
+    return Image.fromarray(out.astype(np.uint8))  # H x W x 3 uint8: RGB
 
 
 def character_crop(photo: Image.Image, mask: Image.Image, size: int = CROP_SIZE) -> Image.Image:

@@ -27,8 +27,19 @@ class _PipelineEntry:
         self.encode_calls = 0
         self._prompt_encoder = None
 
-    def embed(self, text: str) -> tuple[Any, Any]:
-        """``(prompt_embeds, pooled_prompt_embeds)`` for ``text``, computed once (call under lock)."""
+    def embed(self, text: str, *, negative: bool = False) -> tuple[Any, Any]:
+        """``(prompt_embeds, pooled_prompt_embeds)`` for ``text``, computed once (call under lock).
+
+        An empty (or blank) ``negative`` prompt gives zeros of those shapes, as diffusers' SDXL
+        pipeline does when no negative prompt is given (``force_zeros_for_empty_prompt``, on for
+        SDXL): not the encoding of "".
+        """
+        import torch
+
+        if negative and not text.strip() and getattr(getattr(self.pipeline, "config", None),
+                                                      "force_zeros_for_empty_prompt", False):
+            embeds, pooled = self.embed("")
+            return torch.zeros_like(embeds), torch.zeros_like(pooled)
         hit = self.embeddings.get(text)
         if hit is not None:
             self.embeddings.move_to_end(text)
@@ -44,7 +55,7 @@ class _PipelineEntry:
         """``(prompt_embeds, negative_prompt_embeds, pooled, negative_pooled)``, the two embeddings
         padded to the same length (a long prompt makes more than 77 tokens; call under lock)."""
         embeds, pooled = self.embed(prompt)
-        negative_embeds, negative_pooled = self.embed(negative)
+        negative_embeds, negative_pooled = self.embed(negative, negative=True)
         embeds, negative_embeds = self.prompt_encoder().same_length(embeds, negative_embeds)
         return embeds, negative_embeds, pooled, negative_pooled
 
