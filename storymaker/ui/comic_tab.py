@@ -110,25 +110,27 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     with gr.Row():
         with gr.Column(scale=4):
+            # The actions first: on a phone they come before the layout options.
             with gr.Row():
-                kind = gr.Dropdown(list(KIND_LABELS), value="Printed pages", label="Layout")
-                columns = gr.Slider(1, 6, value=2, step=1, label="Columns")
-            with gr.Row():
-                page_size = gr.Dropdown(["A4", "Letter"], value="A4", label="Paper")
-                orientation = gr.Dropdown(["portrait", "landscape"], value="portrait", label="Orientation")
-                fit = gr.Dropdown(["cover", "fit"], value="cover", label="Panel fit",
-                                  info="cover crops, fit letterboxes")
-            with gr.Row():
-                gutter = gr.Slider(0, 40, value=10, step=1, label="Gutter (pt)")
-                border = gr.Slider(0, 8, value=2, step=0.5, label="Border (pt)")
-            title = gr.Textbox(label="Title on the first page", placeholder="empty: the story's title")
-            with gr.Row():
-                preview_btn = gr.Button("Update preview", size="md")
-                pdf_btn = gr.Button("Make PDF", variant="primary", size="md")
-                png_btn = gr.Button("Make PNG", size="md")
-                zip_btn = gr.Button("Project .zip", size="md")
+                preview_btn = gr.Button("Update preview", size="md", min_width=120)
+                pdf_btn = gr.Button("Make PDF", variant="primary", size="md", min_width=100)
+                png_btn = gr.Button("Make PNG", size="md", min_width=100)
+                zip_btn = gr.Button("Project .zip", size="md", min_width=100)
             status = gr.Markdown(elem_id="comic-status")
             download = gr.File(label="Download", interactive=False, elem_id="comic-download", height=90)
+            with gr.Accordion("Layout", open=True):
+                with gr.Row():
+                    kind = gr.Dropdown(list(KIND_LABELS), value="Printed pages", label="Layout")
+                    columns = gr.Slider(1, 6, value=2, step=1, label="Columns")
+                with gr.Row():
+                    page_size = gr.Dropdown(["A4", "Letter"], value="A4", label="Paper")
+                    orientation = gr.Dropdown(["portrait", "landscape"], value="portrait", label="Orientation")
+                    fit = gr.Dropdown(["cover", "fit"], value="cover", label="Panel fit",
+                                      info="cover crops, fit letterboxes")
+                with gr.Row():
+                    gutter = gr.Slider(0, 40, value=10, step=1, label="Gutter (pt)")
+                    border = gr.Slider(0, 8, value=2, step=0.5, label="Border (pt)")
+                title = gr.Textbox(label="Title on the first page", placeholder="empty: the story's title")
         with gr.Column(scale=5):
             pages = gr.Gallery(label="Pages", columns=2, height=600, object_fit="contain",
                                buttons=["download", "fullscreen"], elem_id="comic-pages")
