@@ -58,14 +58,20 @@ CSS = """
 #banner.draft * { color: #4d3a00 !important; }
 #banner.tiny { background: #ffe3e3; border: 1px solid #d66; }
 #banner.tiny * { color: #5c0000 !important; }
+#banner { gap: 0 !important; }
 #banner p { margin: 2px 0; }
+#banner .block, #banner .block > *, #banner .prose { background: transparent !important; border: none !important;
+  box-shadow: none !important; padding-left: 0 !important; }
 #banner-details { margin-top: 0; }
 #script-issues { min-height: 60px; }
 /* Tables: whole words, scrolled sideways on a phone, never one letter per line. */
-#panel-table td, #panel-table th { word-break: normal !important; overflow-wrap: normal !important; }
-#panel-table table { min-width: 560px; }
+#panel-table .cell-wrap, #panel-table .cell-wrap span { word-break: normal !important;
+  overflow-wrap: normal !important; }
 @media (max-width: 640px) {
   h1 { font-size: 1.4em !important; }
+  /* All six tabs on a phone's width instead of most of them behind "More tabs". */
+  .tab-container button { padding-left: 5px !important; padding-right: 5px !important;
+    font-size: 0.84em !important; }
   #intro { display: none; }
 }
 """
@@ -157,8 +163,8 @@ def build_app(services: Any, *, settings: Settings | None = None,
         gr.Markdown(f"# {TITLE}")
         gr.Markdown("Consistent characters across a whole story: register them from one photo, "
                     "write the script, render the panels, lay out the comic.", elem_id="intro")
-        with gr.Group(elem_id="banner", elem_classes=[banner_class] if banner_class else None,
-                      visible=bool(banner)):
+        with gr.Column(elem_id="banner", elem_classes=[banner_class] if banner_class else None,
+                       visible=bool(banner)):
             gr.Markdown(banner)
             with gr.Accordion("Why, and what real rendering needs", open=False, visible=bool(details),
                               elem_id="banner-details"):

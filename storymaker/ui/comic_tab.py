@@ -117,8 +117,9 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 png_btn = gr.Button("Make PNG", size="md", min_width=100)
                 zip_btn = gr.Button("Project .zip", size="md", min_width=100)
             status = gr.Markdown(elem_id="comic-status")
-            download = gr.File(label="Download", interactive=False, elem_id="comic-download", height=90)
-            with gr.Accordion("Layout", open=True):
+            download = gr.File(label="Download", interactive=False, elem_id="comic-download", height=90,
+                               visible=False)
+            with gr.Accordion("Layout", open=False, elem_id="comic-layout"):
                 with gr.Row():
                     kind = gr.Dropdown(list(KIND_LABELS), value="Printed pages", label="Layout")
                     columns = gr.Slider(1, 6, value=2, step=1, label="Columns")
@@ -142,7 +143,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     def on_export(fmt):
         def handler(sid, *values):
-            return export_comic(ctx, sid, layout_options(ctx, sid, *values), fmt)
+            path, message = export_comic(ctx, sid, layout_options(ctx, sid, *values), fmt)
+            return gr.update(value=path, visible=True), message
         return user_errors(handler)
 
     for widget in (kind, columns, page_size, orientation, fit, gutter, border):
@@ -154,8 +156,11 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     from . import project_tab
 
-    zip_btn.click(user_errors(lambda sid: project_tab.save_project(ctx, sid)), [session], [download, status],
-                  api_name="export_zip")
+    def on_zip(sid):
+        path, message = project_tab.save_project(ctx, sid)
+        return gr.update(value=path, visible=True), message
+
+    zip_btn.click(user_errors(on_zip), [session], [download, status], api_name="export_zip")
 
     def refresh(sid):
         return preview_pages(ctx, sid, layout_options(ctx, sid, "Printed pages", 2, "A4", "portrait",

@@ -195,7 +195,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     s = ctx.settings
     draft = model_settings_unused(ctx)
     # Actions and results first (on a phone they come before every setting), settings below.
-    with gr.Row(equal_height=True):
+    with gr.Row():
         render_all = gr.Button("Render all panels", variant="primary", scale=2, min_width=150)
         panel_number = gr.Number(label="Panel", value=1, precision=0, minimum=1, scale=1, min_width=70)
         render_one = gr.Button("Render panel", scale=1, min_width=110)

@@ -81,7 +81,7 @@ def validate(ctx: StudioContext, sid: str, text: str) -> tuple[str, list[list[An
         lines.append("**Warnings:**")
         lines += [_issue_line(i) for i in report.warnings]
     if not names:
-        lines.append("No characters registered yet: add them in the Characters tab to use `[Name]`.")
+        lines.append("\nNo characters registered yet: add them in the Characters tab to use `[Name]`.")
     return "\n".join(lines), rows
 
 
