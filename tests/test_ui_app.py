@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ui_helpers import PHOTO, launch, make_studio
+from ui_helpers import PHOTO, ROOT, launch, make_studio
 
 from storymaker.ui import banner_text
 
@@ -106,3 +106,30 @@ def test_uploads_over_the_limit_and_files_outside_the_data_dir_are_refused(studi
     outside.write_text("not for the web")
     response = httpx.get(f"{url}/gradio_api/file={outside}", timeout=30)
     assert response.status_code in (403, 404) and "not for the web" not in response.text
+
+
+def test_sessions_are_kept_locally_and_expire_on_a_space(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    local = make_studio(tmp_path / "local")
+    monkeypatch.setenv("SPACE_ID", "someone/storymaker")
+    space = make_studio(tmp_path / "space")
+    try:
+        assert local.context.sessions.max_age_hours == 0  # never removed
+        assert space.context.sessions.max_age_hours == space.context.settings.session_max_age_hours > 0
+    finally:
+        local.close()
+        space.close()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "on a Space" in readme and "STORYMAKER_SESSION_MAX_AGE_HOURS" in readme
+
+
+def test_the_browser_key_survives_a_restart(tmp_path):
+    import stat
+
+    from storymaker.ui import browser_secret
+
+    first = browser_secret(tmp_path)
+    assert len(first) == 64 and browser_secret(tmp_path) == first  # a restarted app reads it back
+    assert stat.S_IMODE((tmp_path / "browser-secret").stat().st_mode) == 0o600
+    state = [b for b in make_studio(tmp_path / "d").blocks.blocks.values() if type(b).__name__ == "BrowserState"]
+    assert len(state) == 1 and state[0].storage_key == "storymaker-session"
