@@ -208,7 +208,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         show_versions = gr.Button("Show the versions of the panel above")
         versions = gr.Gallery(fit_columns=False, label="Versions", columns=5, height=200, allow_preview=False)
         versions_status = gr.Markdown()
-    with gr.Accordion("Settings", open=not draft, elem_id="render-settings"):
+    with gr.Accordion("Settings (draft sketches use only the size and the seed)" if draft else "Settings",
+                      open=not draft, elem_id="render-settings"):
         with gr.Row():
             with gr.Column():
                 with gr.Row():
