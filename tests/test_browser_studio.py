@@ -222,6 +222,21 @@ def test_a_text_file_called_photo_png_says_what_is_wrong(app_url, browser, tmp_p
     page.get_by_role("button", name="1. Check the photo").click()
     page.get_by_text("Faces found").wait_for()
     _no_error_badge(page)
+
+    # Deleting a character asks first, and can be undone.
+    page.locator("#char-name textarea, #char-name input").first.fill("Nell")
+    page.get_by_role("button", name="2. Save character").click()
+    _wait_text(page, "#char-status", "Saved Nell")
+    page.get_by_role("button", name="Delete character...").click()
+    _wait_text(page, "#char-delete-question", "Delete Nell")
+    assert page.locator("#char-gallery img").count() == 1  # asking deletes nothing
+    page.get_by_role("button", name="Yes, delete").click()
+    _wait_text(page, "#char-manage-status", "Deleted Nell")
+    page.get_by_role("button", name="Undo the deletion").click()
+    _wait_text(page, "#char-manage-status", "Nell is back")
+    page.locator("#char-gallery img").first.wait_for()
+    _shot(page, shots, "8-undo-delete")
+    _no_error_badge(page)
     context.close()
 
 

@@ -1,7 +1,7 @@
 """Small helpers shared by the tabs: user-facing errors, status lines, image loading.
 
 A failing handler never leaves a component in Gradio's red "Error" state: :func:`user_errors`
-shows the failure as one readable message (a notice that stays until closed) and leaves every
+shows the failure as one readable message (a notice) and leaves every
 output as it was.
 """
 
@@ -35,11 +35,14 @@ def failure_message(err: BaseException, where: str = "") -> str:
             "the details are in the server log.")
 
 
+NOTICE_SECONDS = 20  # long enough to read twice; old notices do not pile up after later successes
+
+
 def show_failure(message: str) -> None:
-    """Show ``message`` as a notice that stays until closed (outside a request: a Python warning)."""
+    """Show ``message`` as a notice (outside a request: a Python warning)."""
     import gradio as gr
 
-    gr.Warning(html.escape(message), duration=None, title=FAILURE_TITLE)
+    gr.Warning(html.escape(message), duration=NOTICE_SECONDS, title=FAILURE_TITLE)
 
 
 def user_errors(fn: Callable) -> Callable:
