@@ -1,5 +1,8 @@
 """The studio in headless Chromium: register a character, write a three-panel script, render it
-(draft backend), download the PDF and count its pages; a second browser context sees none of it.
+(draft backend), reload the page and find everything again, download the PDF and count its pages;
+a second browser context sees none of it. Also: a text file called photo.png gives a readable message
+and no red error badge; a story typed key by key (the editor keeps indentation) validates; the
+example comic on a 390x844 phone, with the main actions on the first screen.
 
 Skips when /usr/bin/chromium is missing, unless STORYMAKER_REQUIRE_BROWSER=1 (CI), then fails.
 Screenshots of every tab (1280x800) go to $STORYMAKER_UI_SHOTS (default: the test's tmp folder).
@@ -52,14 +55,31 @@ def browser():
         instance.close()
 
 
-def _context(browser):
+def _context(browser, width: int = 1280, height: int = 800):
     # A fresh profile per context (cookies, local storage): one person each.
-    return browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True,
+    return browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True,
                                base_url=None)
 
 
+def _shots(tmp_path) -> Path:
+    folder = Path(os.environ.get("STORYMAKER_UI_SHOTS") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _no_error_badge(page) -> None:
+    """No component shows Gradio's red "Error" status (what a failing handler used to leave)."""
+    page.wait_for_timeout(300)
+    assert page.get_by_text("Error", exact=True).count() == 0
+
+
 def _tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name, exact=True).click()
+    tab = page.get_by_role("tab", name=name, exact=True)
+    if not tab.is_visible():  # a narrow window puts the last tabs behind "More tabs"
+        page.get_by_role("button", name="More tabs").click()
+        page.locator(".overflow-dropdown button", has_text=name).click()
+        return
+    tab.click()
 
 
 def _shot(page, folder: Path, name: str) -> None:
@@ -82,8 +102,7 @@ def _wait_text(page, selector: str, text: str) -> None:
 def test_register_write_render_and_download_pdf(app_url, browser, tmp_path):
     from pypdf import PdfReader
 
-    shots = Path(os.environ.get("STORYMAKER_UI_SHOTS") or tmp_path / "shots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = _shots(tmp_path)
     context = _context(browser)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
@@ -128,6 +147,16 @@ def test_register_write_render_and_download_pdf(app_url, browser, tmp_path):
     page.locator("#panels img").nth(2).wait_for()
     _shot(page, shots, "5-render")
 
+    # Reloading the page keeps everything: characters, script, renders.
+    page.reload(wait_until="domcontentloaded")
+    _wait_text(page, "#project-summary", "characters: Eileen")
+    _wait_text(page, "#project-summary", "rendered: 3")
+    _tab(page, "Story")
+    _wait_text(page, "#script-issues", "valid: 3 panels")
+    assert "Test Flight" in page.locator("#script-editor .cm-content").inner_text()
+    _tab(page, "Render")
+    page.locator("#panels img").nth(2).wait_for()
+
     # Comic: preview, then the PDF download.
     _tab(page, "Comic")
     page.get_by_role("button", name="Update preview").click()
@@ -163,4 +192,113 @@ def test_register_write_render_and_download_pdf(app_url, browser, tmp_path):
     _tab(page, "Characters")
     assert page.locator("#char-gallery img").count() == 1  # the first person still sees only Eileen
     other.close()
+    context.close()
+
+
+def test_a_text_file_called_photo_png_says_what_is_wrong(app_url, browser, tmp_path):
+    shots = _shots(tmp_path)
+    context = _context(browser)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_url)
+    _wait_text(page, "#project-summary", "characters:")
+    _tab(page, "Characters")
+    page.locator("#char-photo input[type=file]").set_input_files(
+        {"name": "photo.png", "mimeType": "image/png", "buffer": b"this is a text file, not a picture\n"})
+    message = "is not an image file that can be read: use a JPEG, PNG or WebP image"
+    _wait_text(page, "#char-status", message)  # the CLI's sentence, in the tab
+    page.get_by_text("'photo.png' " + message).first.wait_for()  # and in the notice
+    assert page.locator("#char-photo img").count() == 0  # no broken picture left in the box
+    _shot(page, shots, "8-bad-photo")
+    _no_error_badge(page)
+    # The buttons after it: one message each, the gallery and the outputs as they were.
+    page.get_by_role("button", name="1. Check the photo").click()
+    page.get_by_text("Upload a photo of the character first").first.wait_for()
+    page.get_by_role("button", name="2. Save character").click()
+    _no_error_badge(page)
+    assert page.locator("#char-gallery img").count() == 0
+    # A good photo afterwards works, and no badge is left from before.
+    page.locator("#char-photo input[type=file]").set_input_files(str(PHOTO))
+    page.get_by_role("button", name="1. Check the photo").click()
+    page.get_by_text("Faces found").wait_for()
+    _no_error_badge(page)
+
+    # Deleting a character asks first, and can be undone.
+    page.locator("#char-name textarea, #char-name input").first.fill("Nell")
+    page.get_by_role("button", name="2. Save character").click()
+    _wait_text(page, "#char-status", "Saved Nell")
+    page.get_by_role("button", name="Delete character...").click()
+    _wait_text(page, "#char-delete-question", "Delete Nell")
+    assert page.locator("#char-gallery img").count() == 1  # asking deletes nothing
+    page.get_by_role("button", name="Yes, delete").click()
+    _wait_text(page, "#char-manage-status", "Deleted Nell")
+    page.get_by_role("button", name="Undo the deletion").click()
+    _wait_text(page, "#char-manage-status", "Nell is back")
+    page.locator("#char-gallery img").first.wait_for()
+    _shot(page, shots, "8-undo-delete")
+    _no_error_badge(page)
+    context.close()
+
+
+def test_a_story_typed_key_by_key_validates(app_url, browser, tmp_path):
+    """Typed as a person types: the editor carries the indentation of "  caption:" to the next
+    lines, so the following panel line arrives indented. (Valid once the parser accepts an
+    indented panel line after a blank line: that change is on another branch.)"""
+    context = _context(browser)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_url)
+    _wait_text(page, "#project-summary", "characters:")
+    _tab(page, "Story")
+    page.locator("#script-editor .cm-content").click()
+    page.keyboard.type("title: Typed\n\na lighthouse at night\n  caption: Dark and stormy.\n\n"
+                       "a boat in the waves\n", delay=15)
+    typed = page.locator("#script-editor .cm-content").inner_text()
+    try:
+        _wait_text(page, "#script-issues", "valid: 2 panels")
+    finally:
+        _shot(page, _shots(tmp_path), "9-typed-story")
+    assert "a boat in the waves" in typed
+    context.close()
+
+
+def test_phone_runs_the_example_comic_with_the_actions_on_the_first_screen(app_url, browser, tmp_path):
+    shots = _shots(tmp_path)
+    context = _context(browser, 390, 844)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_url)
+    _wait_text(page, "#project-summary", "characters:")
+    _shot(page, shots, "10-phone-project")
+    banner = page.locator("#banner").bounding_box()
+    assert banner is None or banner["height"] < 160  # one sentence, not the whole first screen
+
+    example = page.get_by_role("button", name="Make the example comic")
+    assert example.bounding_box()["y"] + example.bounding_box()["height"] <= 844
+    example.click()
+    _wait_text(page, "#comic-status", "panel(s) on")
+    page.locator("#comic-pages img").first.wait_for()
+    page.evaluate("window.scrollTo(0, 0)")
+    _shot(page, shots, "11-phone-comic")
+    for name in ("Update preview", "Make PDF"):
+        box = page.get_by_role("button", name=name).bounding_box()
+        assert box["y"] + box["height"] <= 844, name  # no scrolling past the layout settings
+
+    _tab(page, "Render")
+    page.locator("#panels img").first.wait_for()
+    page.evaluate("window.scrollTo(0, 0)")
+    _shot(page, shots, "12-phone-render")
+    box = page.get_by_role("button", name="Render all panels").bounding_box()
+    assert box["y"] + box["height"] <= 844
+
+    _tab(page, "Story")
+    _wait_text(page, "#script-issues", "valid:")
+    names = page.locator('#panel-table [data-testid="cell-0-1"]')  # panel 1, its characters
+    names.wait_for()
+    names.scroll_into_view_if_needed()
+    _shot(page, shots, "13-phone-story")
+    # Names in the panel table stay whole words: the cell is wider than the longest name (the
+    # table scrolls sideways instead of squeezing its columns to a letter each).
+    text = names.inner_text().strip()
+    assert text and names.bounding_box()["width"] >= 9 * max(len(n) for n in text.split(", "))
     context.close()

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ui_helpers import PHOTO, launch, make_studio
+from ui_helpers import PHOTO, ROOT, launch, make_studio
 
 from storymaker.ui import banner_text
 
@@ -40,18 +40,28 @@ def test_launch_defaults_limit_uploads_and_served_paths(studio):
     assert "theme" in options and "#banner" in options["css"]
 
 
-def test_draft_banner_says_what_rendering_needs():
+def test_draft_banner_is_one_sentence_with_the_details_one_click_away():
     from storymaker.config import Settings
     from storymaker.services.container import choose_backend
 
     choice = choose_backend(Settings(backend="auto"))  # this machine: no CUDA, no weights
     services = SimpleNamespace(backend_name=choice.name, backend_reason=choice.reason)
-    text, css_class = banner_text(services)
-    assert css_class == "draft" and text.count("Draft mode") == 1
-    assert "because no CUDA GPU is available" in text  # this machine's reason, whole
-    assert "python -m storymaker download" in text  # and how to enable rendering
-    assert banner_text(SimpleNamespace(backend_name="storymaker", backend_reason="")) == ("", "")
-    assert banner_text(SimpleNamespace(backend_name="tiny", backend_reason="x"))[1] == "tiny"
+    sentence, details, css_class = banner_text(services)
+    assert css_class == "draft"
+    assert sentence.count(".") == 1 and "\n" not in sentence and len(sentence) < 120  # one plain sentence
+    assert "stabilityai" not in sentence and "doctor" not in sentence  # no model ids up front
+    assert "because no CUDA GPU is available" in details  # this machine's reason, whole, in the details
+    assert "python -m storymaker doctor" in details and "python -m storymaker download" in details
+    assert banner_text(SimpleNamespace(backend_name="storymaker", backend_reason="")) == ("", "", "")
+    assert banner_text(SimpleNamespace(backend_name="tiny", backend_reason="x"))[2] == "tiny"
+
+
+def test_banner_details_sit_in_a_closed_accordion(studio):
+    import gradio as gr
+
+    accordions = [b for b in studio.blocks.blocks.values() if isinstance(b, gr.Accordion)
+                  and b.elem_id == "banner-details"]
+    assert len(accordions) == 1 and accordions[0].open is False
 
 
 def test_two_api_sessions_do_not_see_each_other(studio, tmp_path):
@@ -65,11 +75,15 @@ def test_two_api_sessions_do_not_see_each_other(studio, tmp_path):
         im.convert("RGB").save(photo, pnginfo=None, compress_level=1)
     url = launch(studio)
     alice, bob = Client(url, verbose=False), Client(url, verbose=False)
-    alice.predict(api_name="/start_session")
-    bob.predict(api_name="/start_session")
-    alice.predict(handle_file(str(photo)), "Alice", "a woman in a flight suit", None, api_name="/save_character")
-    summary_a = alice.predict(api_name="/start_session")[0]
-    summary_b = bob.predict(api_name="/start_session")[0]
+    # An API client keeps its own session id (the browser keeps it in local storage).
+    sid_a = alice.predict(None, api_name="/start_session")[0]
+    sid_b = bob.predict(None, api_name="/start_session")[0]
+    assert sid_a != sid_b and len(sid_a) == 32
+    alice.predict(sid_a, handle_file(str(photo)), "Alice", "a woman in a flight suit", None, None,
+                  api_name="/save_character")
+    again, summary_a = alice.predict(sid_a, api_name="/start_session")[:2]
+    summary_b = bob.predict(sid_b, api_name="/start_session")[1]
+    assert again == sid_a  # the same id comes back: the same workspace, as after a reload
     assert "Alice" in summary_a
     assert "none yet" in summary_b and "Alice" not in summary_b
     sessions = list(studio.context.sessions.root.iterdir())
@@ -92,3 +106,30 @@ def test_uploads_over_the_limit_and_files_outside_the_data_dir_are_refused(studi
     outside.write_text("not for the web")
     response = httpx.get(f"{url}/gradio_api/file={outside}", timeout=30)
     assert response.status_code in (403, 404) and "not for the web" not in response.text
+
+
+def test_sessions_are_kept_locally_and_expire_on_a_space(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    local = make_studio(tmp_path / "local")
+    monkeypatch.setenv("SPACE_ID", "someone/storymaker")
+    space = make_studio(tmp_path / "space")
+    try:
+        assert local.context.sessions.max_age_hours == 0  # never removed
+        assert space.context.sessions.max_age_hours == space.context.settings.session_max_age_hours > 0
+    finally:
+        local.close()
+        space.close()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "on a Space" in readme and "STORYMAKER_SESSION_MAX_AGE_HOURS" in readme
+
+
+def test_the_browser_key_survives_a_restart(tmp_path):
+    import stat
+
+    from storymaker.ui import browser_secret
+
+    first = browser_secret(tmp_path)
+    assert len(first) == 64 and browser_secret(tmp_path) == first  # a restarted app reads it back
+    assert stat.S_IMODE((tmp_path / "browser-secret").stat().st_mode) == 0o600
+    state = [b for b in make_studio(tmp_path / "d").blocks.blocks.values() if type(b).__name__ == "BrowserState"]
+    assert len(state) == 1 and state[0].storage_key == "storymaker-session"

@@ -60,19 +60,58 @@ def test_using_a_session_keeps_it_alive(tmp_path):
     assert sessions.cleanup() == []
 
 
-def test_switch_project_replaces_the_old_folder(tmp_path):
+def test_switch_project_keeps_the_old_project(tmp_path):
+    from storymaker.services.storage import Project
+
     sessions = SessionManager(tmp_path)
     sid = sessions.new_session()
     first = sessions.project_dir(sid)
-    first.mkdir()
-    (first / "marker").write_text("old")
+    Project.create(first, "First")
     new = sessions.next_project_dir(sid)
-    new.mkdir()
+    Project.create(new, "Second")
     assert sessions.switch_project(sid, new) == new
     assert sessions.project_dir(sid) == new
-    assert not first.exists()
+    assert first.is_dir()  # nothing is replaced
+    assert {p.title for p in sessions.projects(sid)} == {"First", "Second"}
+    sessions.switch_project(sid, first)
+    assert sessions.project_dir(sid) == first
     with pytest.raises(ProjectError):
         sessions.switch_project(sid, tmp_path / "elsewhere")
+
+
+def test_resume_finds_the_same_workspace_after_a_reload(tmp_path):
+    sessions = SessionManager(tmp_path)
+    sid = sessions.new_session()
+    assert sessions.resume(sid) == sid  # the id the browser kept
+    other = sessions.resume(None)  # a browser with nothing stored
+    assert other != sid and sessions.folder(other).is_dir()
+    assert sessions.resume("../" + sid) not in (sid, "../" + sid)  # a forged value gets a new one
+    assert sessions.resume("0" * 32) != "0" * 32  # an expired (absent) workspace is not recreated
+
+
+def test_local_workspaces_never_expire(tmp_path):
+    sessions = SessionManager(tmp_path, max_age_hours=0)
+    sid = sessions.new_session()
+    past = time.time() - 400 * 24 * 3600
+    os.utime(sessions.folder(sid), (past, past))
+    assert sessions.cleanup() == [] and sessions.folder(sid).is_dir()
+
+
+def test_deleting_the_current_project_opens_the_most_recent_other(tmp_path):
+    from storymaker.services.storage import Project
+
+    sessions = SessionManager(tmp_path)
+    sid = sessions.new_session()
+    a, b = sessions.next_project_dir(sid), sessions.next_project_dir(sid)
+    Project.create(a, "A")
+    Project.create(b, "B")
+    sessions.switch_project(sid, b)
+    sessions.delete_project(sid, b.name)
+    assert not b.exists() and sessions.project_dir(sid) == a
+    with pytest.raises(ProjectError, match="does not exist"):
+        sessions.delete_project(sid, b.name)
+    with pytest.raises(ProjectError):
+        sessions.project_path(sid, "../" + a.name)
 
 
 def test_gpu_shim_returns_the_function_off_spaces():

@@ -17,6 +17,37 @@ from ..config import Settings
 from .context import CancelFlags, StudioContext
 from .session import SessionManager
 
+SESSION_KEY = "storymaker-session"
+SECRET_FILE = "browser-secret"
+
+
+def on_spaces() -> bool:
+    """Whether the app runs on Hugging Face Spaces (which sets ``SPACE_ID``)."""
+    import os
+
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def browser_secret(data_dir: Path) -> str:
+    """The key that encrypts the session id kept in the browser: made once and kept in the data
+    folder, so that a restarted app still recognises its browsers."""
+    import os
+    import secrets
+
+    from ..fsutil import atomic_write_text
+
+    path = Path(data_dir) / SECRET_FILE
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        value = ""
+    if len(value) < 32:
+        value = secrets.token_hex(32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, value + "\n")
+        os.chmod(path, 0o600)
+    return value
+
 logger = logging.getLogger(__name__)
 
 TITLE = "StoryMaker Studio"
@@ -27,7 +58,22 @@ CSS = """
 #banner.draft * { color: #4d3a00 !important; }
 #banner.tiny { background: #ffe3e3; border: 1px solid #d66; }
 #banner.tiny * { color: #5c0000 !important; }
+#banner { gap: 0 !important; }
+#banner p { margin: 2px 0; }
+#banner .block, #banner .block > *, #banner .prose { background: transparent !important; border: none !important;
+  box-shadow: none !important; padding-left: 0 !important; }
+#banner-details { margin-top: 0; }
 #script-issues { min-height: 60px; }
+/* Tables: whole words, scrolled sideways on a phone, never one letter per line. */
+#panel-table .cell-wrap, #panel-table .cell-wrap span { word-break: normal !important;
+  overflow-wrap: normal !important; }
+@media (max-width: 640px) {
+  h1 { font-size: 1.4em !important; }
+  /* All six tabs on a phone's width instead of most of them behind "More tabs". */
+  .tab-container button { padding-left: 5px !important; padding-right: 5px !important;
+    font-size: 0.84em !important; }
+  #intro { display: none; }
+}
 """
 
 
@@ -51,16 +97,17 @@ class StudioApp:
         self.blocks.close()
 
 
-def banner_text(services: Any) -> tuple[str, str]:
-    """(markdown, css class) of the backend banner; empty markdown for the real model."""
+def banner_text(services: Any) -> tuple[str, str, str]:
+    """(one plain sentence, the details behind it, css class) of the backend banner; empty strings
+    for the real model. The details (what is missing, the ``doctor`` command) sit one click away."""
     name = getattr(services, "backend_name", getattr(getattr(services, "backend", None), "name", ""))
     reason = getattr(services, "backend_reason", "")
     if name == "storymaker" and not reason:
-        return "", ""
+        return "", "", ""
     if name == "tiny":
-        return (f"**Tiny test model.** {reason or 'Images are meaningless (random weights).'}", "tiny")
+        return ("**Tiny test model:** the pictures are meaningless (random weights).", reason, "tiny")
     if name == "draft":
-        head = "**Draft mode: panels are storyboard sketches, not StoryMaker renders.**"
+        head = "**Draft mode:** panels are drawn as storyboard sketches, not rendered by StoryMaker."
         if reason.startswith("Draft mode"):
             # The container's reason repeats the head; keep only what follows it.
             _, sep, rest = reason.partition(" because ")
@@ -69,8 +116,8 @@ def banner_text(services: Any) -> tuple[str, str]:
             reason = ("It was chosen at start (--backend draft). Rendering with StoryMaker needs a CUDA GPU "
                       "and the model weights (`python -m storymaker doctor` says what is missing); then "
                       "start with --backend auto.")
-        return (f"{head} {reason}", "draft")
-    return (reason, "draft") if reason else ("", "")
+        return head, reason, "draft"
+    return ("**Note:** " + reason.split(". ")[0].rstrip(".") + ".", reason, "draft") if reason else ("", "", "")
 
 
 def launch_options(settings: Settings) -> dict[str, Any]:
@@ -88,10 +135,13 @@ def launch_options(settings: Settings) -> dict[str, Any]:
 
 
 def build_app(services: Any, *, settings: Settings | None = None,
-              sessions: SessionManager | None = None, pose_estimator=None) -> StudioApp:
+              sessions: SessionManager | None = None, pose_estimator=None,
+              keep_sessions: bool | None = None) -> StudioApp:
     """Build the Blocks over ``services`` (a :class:`storymaker.services.container.Services` or a
     compatible fake). ``pose_estimator``: a zero-argument factory of the estimator used to extract
-    poses from photos (default: OpenPose from the settings, loaded on first use). Nothing is launched."""
+    poses from photos (default: OpenPose from the settings, loaded on first use).
+    ``keep_sessions``: keep each browser's projects for ever (default: yes, except on a Space,
+    where they go after ``settings.session_max_age_hours`` without use). Nothing is launched."""
     import gradio as gr
 
     from . import characters_tab, comic_tab, poses_tab, project_tab, render_tab, story_tab
@@ -99,19 +149,28 @@ def build_app(services: Any, *, settings: Settings | None = None,
     from .gpu import GPU_QUEUE, example_work, gpu_event
 
     settings = settings or services.settings
-    sessions = sessions or SessionManager(settings.sessions_dir, settings.session_max_age_hours)
+    if keep_sessions is None:
+        keep_sessions = not on_spaces()
+    sessions = sessions or SessionManager(settings.sessions_dir,
+                                          0 if keep_sessions else settings.session_max_age_hours)
     ctx = StudioContext(services=services, settings=settings, sessions=sessions,
                         cancels=CancelFlags(Path(sessions.root)),
                         pose_estimator_factory=pose_estimator)
-    banner, banner_class = banner_text(services)
+    banner, details, banner_class = banner_text(services)
     max_age = int(settings.session_max_age_hours * 3600)
 
     with gr.Blocks(title=TITLE, delete_cache=(3600, max_age), analytics_enabled=False) as blocks:
-        session = gr.State(None)
-        gr.Markdown(f"# {TITLE}\nConsistent characters across a whole story: register them from one photo, "
-                    "write the script, render the panels, lay out the comic.")
-        gr.Markdown(banner, elem_id="banner", elem_classes=[banner_class] if banner_class else None,
-                    visible=bool(banner))
+        # The browser keeps its session id (a random secret naming its folder) across reloads.
+        session = gr.BrowserState(None, storage_key=SESSION_KEY, secret=browser_secret(settings.data_dir))
+        gr.Markdown(f"# {TITLE}")
+        gr.Markdown("Consistent characters across a whole story: register them from one photo, "
+                    "write the script, render the panels, lay out the comic.", elem_id="intro")
+        with gr.Column(elem_id="banner", elem_classes=[banner_class] if banner_class else None,
+                       visible=bool(banner)):
+            gr.Markdown(banner)
+            with gr.Accordion("Why, and what real rendering needs", open=False, visible=bool(details),
+                              elem_id="banner-details"):
+                gr.Markdown(details)
         with gr.Tabs() as tabs_block:
             with gr.Tab("Project", id="project"):
                 project = project_tab.render(ctx, session)
@@ -126,6 +185,8 @@ def build_app(services: Any, *, settings: Settings | None = None,
             with gr.Tab("Comic", id="comic") as comic_block:
                 comic = comic_tab.render(ctx, session)
 
+        summary_fn = project["handlers"]["summary"]
+
         # Opening a tab shows the latest state (renders finished elsewhere, a new project...).
         render_block.select(render["refresh"][0], [session], render["refresh"][1], show_progress="hidden",
                             api_visibility="private")
@@ -135,8 +196,12 @@ def build_app(services: Any, *, settings: Settings | None = None,
         # Registered names and poses decide what the script may say: check it again after changes.
         for event in (*characters["events"], *poses["events"]):
             event.then(*story["revalidate"], show_progress="hidden", api_visibility="private")
+        # The Project summary (characters, panels, renders) follows every change.
+        for event in (*characters["events"], *story.get("events", ()), *render.get("events", ())):
+            event.then(user_errors(summary_fn), [session], [project["summary"], project["list"]], show_progress="hidden",
+                       api_visibility="private")
 
-        tabs = (characters, poses, story, render, comic)
+        tabs = (project, characters, poses, story, render, comic)
         refreshers = [t["refresh"] for t in tabs if "refresh" in t]
         refresh_outputs = [c for _, outputs in refreshers for c in outputs]
 
@@ -148,37 +213,39 @@ def build_app(services: Any, *, settings: Settings | None = None,
             return values
 
         def start(sid):
-            """Page load: a new session (folder + empty project) for each browser tab."""
-            if sid is None:
-                sid = sessions.new_session()
-                ctx.project(sid)
-            return [sid, project["handlers"]["summary"](sid), *refresh_all(sid)]
+            """Page load: the browser's own workspace again after a reload, else a new one."""
+            sid = sessions.resume(sid)
+            ctx.project(sid)
+            return [sid, *summary_fn(sid), *refresh_all(sid)]
 
-        blocks.load(user_errors(start), [session], [session, project["summary"], *refresh_outputs], api_name="start_session")
+        loaded = [session, project["summary"], project["list"], *refresh_outputs]
+        blocks.load(user_errors(start), [session], loaded, api_name="start_session")
 
         def after(handler):
             def run(sid, *args):
                 message = handler(sid, *args)
-                return [message, project["handlers"]["summary"](sid), *refresh_all(sid)]
-            return run
+                return [message, *summary_fn(sid), *refresh_all(sid)]
+            return user_errors(run)
 
-        project["new_btn"].click(after(project["handlers"]["new"]), [session, project["title"]],
-                                 [project["status"], project["summary"], *refresh_outputs], api_name="new_project")
-        project["upload"].upload(after(project["handlers"]["open"]), [session, project["upload"]],
-                                 [project["status"], project["summary"], *refresh_outputs], api_name="open_project")
-        project["save_btn"].click(project["handlers"]["save"], [session], [project["download"], project["status"]],
-                                  api_name="save_project")
+        changed = [project["status"], project["summary"], project["list"], *refresh_outputs]
+        done = {}
+        for name, (listen, inputs) in project["actions"].items():
+            done[name] = listen(after(project["handlers"][name]), [session, *inputs], changed,
+                                api_name=f"{name}_project")
+        done["delete"].then(lambda: gr.update(visible=False), None, [project["confirm_box"]],
+                            api_visibility="private")
+        project["save_btn"].click(user_errors(project["handlers"]["save"]), [session],
+                                  [project["download"], project["status"]], api_name="save_project")
 
         def example(sid, progress=gr.Progress()):
             message = project_tab.make_example(ctx, sid, progress)
             # Show the finished comic straight away.
-            return [message, project["handlers"]["summary"](sid), *refresh_all(sid), gr.Tabs(selected="comic")]
+            return [message, *summary_fn(sid), *refresh_all(sid), gr.Tabs(selected="comic")]
 
         project["example_btn"].click(gpu_event(ctx, user_errors(example), example_work(ctx)), [session],
-                                     [project["status"], project["summary"], *refresh_outputs, tabs_block],
-                                     api_name="example_project", **GPU_QUEUE)
+                                     [*changed, tabs_block], api_name="example_project", **GPU_QUEUE)
 
     return StudioApp(blocks=blocks, context=ctx, launch_defaults=launch_options(settings))
 
 
-__all__ = ["StudioApp", "build_app", "banner_text", "launch_options"]
+__all__ = ["StudioApp", "build_app", "banner_text", "browser_secret", "launch_options", "on_spaces"]

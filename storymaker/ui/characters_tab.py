@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import ok, user_errors
+from .common import check_image_file, image_input, ok, show_failure, user_errors
 from .context import StudioContext
 from .gpu import GPU_QUEUE, gpu_event
 
@@ -56,6 +56,8 @@ def analyze_photo(ctx: StudioContext, sid: str, photo, mask):
 
     if photo is None:
         raise ImageError("Upload a photo of the character first (one clearly visible face).")
+    check_image_file(photo, "photo")
+    check_image_file(mask, "mask")
     preview = ctx.registry(sid).preview(photo, mask=mask)
     face = preview.face
     lines = [f"Faces found: **{face.faces_found}** (the largest, boxed in green, is used)."]
@@ -75,6 +77,8 @@ def save_character(ctx: StudioContext, sid: str, photo, name: str, description: 
 
     if photo is None:
         raise ImageError("Upload a photo of the character first (one clearly visible face).")
+    check_image_file(photo, "photo")
+    check_image_file(mask, "mask")
     registry = ctx.registry(sid)
     if checked is not None and checked.matches(photo, mask):
         character = registry.add(checked.preview, name=name, description=description or "")
@@ -93,9 +97,80 @@ def redescribe_character(ctx: StudioContext, sid: str, character_id: str, descri
     return ok(f"Description of **{character.name}** saved.")
 
 
+def panels_using(ctx: StudioContext, sid: str, name: str) -> list[int]:
+    """Panel numbers (1-based) of the saved script that put ``[name]`` in the picture; the script
+    is read without checking names, so this works while the script has other problems."""
+    from ..domain.script import check, normalize_name
+
+    story = check(ctx.project(sid).read_script(), None).story
+    if story is None:
+        return []
+    key = normalize_name(name)
+    return [i + 1 for i, panel in enumerate(story.panels)
+            if any(normalize_name(c) == key for c in panel.characters)]
+
+
+def _panel_list(numbers: list[int]) -> str:
+    words = [str(n) for n in numbers]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def ask_delete(ctx: StudioContext, sid: str, character_id: str) -> str:
+    """The question asked before deleting: which character, and which panels use it."""
+    character = ctx.registry(sid).get(_need(character_id))
+    uses = panels_using(ctx, sid, character.name)
+    where = (f"Panel{'s' if len(uses) > 1 else ''} {_panel_list(uses)} of the script use `[{character.name}]`: "
+             "the script will report them until you change them." if uses
+             else f"No panel of the script uses `[{character.name}]`.")
+    return f"Delete **{character.name}** (photo, crops, outfits)? {where} You can undo it right after."
+
+
+TRASH = "character"
+
+
 def delete_character(ctx: StudioContext, sid: str, character_id: str):
-    ctx.registry(sid).delete(_need(character_id))
-    return ok("Character deleted.")
+    """Delete a character, keeping a copy for :func:`undo_delete` (the last deleted one only)."""
+    import shutil
+
+    registry = ctx.registry(sid)
+    character = registry.get(_need(character_id))
+    trash = ctx.sessions.trash_dir(sid) / TRASH
+    shutil.rmtree(trash, ignore_errors=True)
+    shutil.copytree(registry.folder(character.id), trash)
+    registry.remove(character.id)
+    uses = panels_using(ctx, sid, character.name)
+    text = f"Deleted **{character.name}**."
+    if uses:
+        text += (f" Panel{'s' if len(uses) > 1 else ''} {_panel_list(uses)} of the script still use "
+                 f"`[{character.name}]`: change them in the Story tab, or press Undo.")
+    return ok(text)
+
+
+def undo_delete(ctx: StudioContext, sid: str):
+    """Bring back the character deleted last, with all its files."""
+    import json
+    import shutil
+
+    from ..errors import CharacterError
+
+    trash = ctx.sessions.trash_dir(sid) / TRASH
+    record = trash / "character.json"
+    if not record.is_file():
+        raise CharacterError("There is no deleted character to bring back.")
+    data = json.loads(record.read_text(encoding="utf-8"))
+    name, character_id = str(data.get("name", "")), str(data.get("id", ""))
+    registry = ctx.registry(sid)
+    if registry.find(name) is not None:
+        raise CharacterError(f"A character called {name!r} exists again: rename it first, then press Undo.")
+    target = registry.root / character_id
+    if not character_id or target.exists():
+        raise CharacterError(f"{name!r} cannot be brought back (its folder is taken): add it again from its photo.")
+    staging = registry.root / f".{character_id}.restore"  # hidden from the registry until complete
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(trash, staging)
+    staging.rename(target)
+    shutil.rmtree(trash, ignore_errors=True)
+    return ok(f"**{name}** is back.")
 
 
 def add_outfit(ctx: StudioContext, sid: str, character_id: str, outfit_name: str, image):
@@ -126,13 +201,12 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         with gr.Column(scale=5):
             gr.Markdown("### New character\nOne photo with one clear face. The whole person helps the "
                         "model keep the clothes and hair.")
-            photo = gr.Image(label="Photo", type="filepath", image_mode=None, height=260, sources=["upload", "clipboard"],
-                             elem_id="char-photo")
+            photo = image_input(label="Photo", height=260, sources=["upload", "clipboard"], elem_id="char-photo")
             with gr.Row():
                 name = gr.Textbox(label="Name", placeholder="Mara", scale=1, elem_id="char-name")
                 description = gr.Textbox(label="Description (optional)", placeholder="a woman with red hair", scale=2)
             with gr.Accordion("Optional: your own person mask (white = person)", open=False):
-                mask = gr.Image(label="Mask", type="filepath", image_mode=None, height=160)
+                mask = image_input(label="Mask", height=160)
             with gr.Row():
                 analyze_btn = gr.Button("1. Check the photo")
                 save_btn = gr.Button("2. Save character", variant="primary")
@@ -153,7 +227,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                                  object_fit="contain", elem_id="char-gallery",
                                  buttons=["fullscreen"])
         with gr.Column(scale=5):
-            chosen = gr.Dropdown(label="Character", choices=[], interactive=True)
+            chosen = gr.Dropdown(label="Character", choices=[], interactive=True, elem_id="char-chosen")
             with gr.Row():
                 new_name = gr.Textbox(label="New name", scale=3)
                 rename_btn = gr.Button("Rename", scale=1)
@@ -162,10 +236,16 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 desc_btn = gr.Button("Save description", scale=1)
             with gr.Accordion("Outfits", open=False):
                 outfit_name = gr.Textbox(label="Outfit name", placeholder="raincoat")
-                outfit_image = gr.Image(label="Outfit image", type="filepath", image_mode=None, height=160)
+                outfit_image = image_input(label="Outfit image", height=160)
                 outfit_btn = gr.Button("Add outfit")
-            delete_btn = gr.Button("Delete character", variant="stop")
-            manage_status = gr.Markdown()
+            delete_btn = gr.Button("Delete character...", variant="stop", elem_id="char-delete")
+            with gr.Group(visible=False) as confirm_box:
+                confirm_text = gr.Markdown(elem_id="char-delete-question")
+                with gr.Row():
+                    confirm_btn = gr.Button("Yes, delete", variant="stop", elem_id="char-delete-yes")
+                    keep_btn = gr.Button("No, keep it")
+            manage_status = gr.Markdown(elem_id="char-manage-status")
+            undo_btn = gr.Button("Undo the deletion", visible=False, elem_id="char-undo")
 
     def refresh(sid):
         choices = character_choices(ctx, sid)
@@ -173,7 +253,21 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     refresh_outputs = [gallery, chosen]
 
+    def on_photo(p):
+        """A file that is not an image: say so and empty the box instead of a broken picture."""
+        from ..errors import ImageError
+
+        try:
+            check_image_file(p, "photo")
+        except ImageError as err:
+            show_failure(str(err))
+            return None, str(err), None
+        return gr.skip(), "", None
+
     checked = gr.State(None)  # server-side, per browser session
+    photo.upload(on_photo, [photo], [photo, status, checked], show_progress="hidden",
+                 api_visibility="private")
+
     def on_analyze(sid, p, m):
         return analyze_photo(ctx, sid, p, m)
 
@@ -198,8 +292,26 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                      api_name="rename_character")]
     events += [desc_btn.click(on_manage(redescribe_character), [session, chosen, new_desc], [manage_status, *refresh_outputs],
                    api_name="redescribe_character")]
-    events += [delete_btn.click(on_manage(delete_character), [session, chosen], [manage_status, *refresh_outputs],
-                     api_name="delete_character")]
+
+    def on_ask(sid, character_id):
+        return gr.update(visible=True), ask_delete(ctx, sid, character_id)
+
+    delete_btn.click(user_errors(on_ask), [session, chosen], [confirm_box, confirm_text], api_name="ask_delete_character")
+    keep_btn.click(lambda: gr.update(visible=False), None, [confirm_box], api_visibility="private")
+
+    def on_delete(sid, character_id):
+        message = delete_character(ctx, sid, character_id)
+        return (message, gr.update(visible=False), gr.update(visible=True), *refresh(sid))
+
+    events += [confirm_btn.click(user_errors(on_delete), [session, chosen],
+                                 [manage_status, confirm_box, undo_btn, *refresh_outputs], api_name="delete_character")]
+
+    def on_undo(sid):
+        message = undo_delete(ctx, sid)
+        return (message, gr.update(visible=False), *refresh(sid))
+
+    events += [undo_btn.click(user_errors(on_undo), [session], [manage_status, undo_btn, *refresh_outputs],
+                              api_name="undo_delete_character")]
     events += [outfit_btn.click(on_manage(add_outfit, on_gpu=True), [session, chosen, outfit_name, outfit_image],
                      [manage_status, *refresh_outputs], api_name="add_outfit", **GPU_QUEUE)]
 

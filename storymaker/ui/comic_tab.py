@@ -110,25 +110,28 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     with gr.Row():
         with gr.Column(scale=4):
+            # The actions first: on a phone they come before the layout options.
             with gr.Row():
-                kind = gr.Dropdown(list(KIND_LABELS), value="Printed pages", label="Layout")
-                columns = gr.Slider(1, 6, value=2, step=1, label="Columns")
-            with gr.Row():
-                page_size = gr.Dropdown(["A4", "Letter"], value="A4", label="Paper")
-                orientation = gr.Dropdown(["portrait", "landscape"], value="portrait", label="Orientation")
-                fit = gr.Dropdown(["cover", "fit"], value="cover", label="Panel fit",
-                                  info="cover crops, fit letterboxes")
-            with gr.Row():
-                gutter = gr.Slider(0, 40, value=10, step=1, label="Gutter (pt)")
-                border = gr.Slider(0, 8, value=2, step=0.5, label="Border (pt)")
-            title = gr.Textbox(label="Title on the first page", placeholder="empty: the story's title")
-            with gr.Row():
-                preview_btn = gr.Button("Update preview", size="md")
-                pdf_btn = gr.Button("Make PDF", variant="primary", size="md")
-                png_btn = gr.Button("Make PNG", size="md")
-                zip_btn = gr.Button("Project .zip", size="md")
+                preview_btn = gr.Button("Update preview", size="md", min_width=120)
+                pdf_btn = gr.Button("Make PDF", variant="primary", size="md", min_width=100)
+                png_btn = gr.Button("Make PNG", size="md", min_width=100)
+                zip_btn = gr.Button("Project .zip", size="md", min_width=100)
             status = gr.Markdown(elem_id="comic-status")
-            download = gr.File(label="Download", interactive=False, elem_id="comic-download", height=90)
+            download = gr.File(label="Download", interactive=False, elem_id="comic-download", height=90,
+                               visible=False)
+            with gr.Accordion("Layout", open=False, elem_id="comic-layout"):
+                with gr.Row():
+                    kind = gr.Dropdown(list(KIND_LABELS), value="Printed pages", label="Layout")
+                    columns = gr.Slider(1, 6, value=2, step=1, label="Columns")
+                with gr.Row():
+                    page_size = gr.Dropdown(["A4", "Letter"], value="A4", label="Paper")
+                    orientation = gr.Dropdown(["portrait", "landscape"], value="portrait", label="Orientation")
+                    fit = gr.Dropdown(["cover", "fit"], value="cover", label="Panel fit",
+                                      info="cover crops, fit letterboxes")
+                with gr.Row():
+                    gutter = gr.Slider(0, 40, value=10, step=1, label="Gutter (pt)")
+                    border = gr.Slider(0, 8, value=2, step=0.5, label="Border (pt)")
+                title = gr.Textbox(label="Title on the first page", placeholder="empty: the story's title")
             from . import scores_view
 
             scores_view.render(ctx, session)
@@ -143,7 +146,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     def on_export(fmt):
         def handler(sid, *values):
-            return export_comic(ctx, sid, layout_options(ctx, sid, *values), fmt)
+            path, message = export_comic(ctx, sid, layout_options(ctx, sid, *values), fmt)
+            return gr.update(value=path, visible=True), message
         return user_errors(handler)
 
     for widget in (kind, columns, page_size, orientation, fit, gutter, border):
@@ -155,8 +159,11 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     from . import project_tab
 
-    zip_btn.click(user_errors(lambda sid: project_tab.save_project(ctx, sid)), [session], [download, status],
-                  api_name="export_zip")
+    def on_zip(sid):
+        path, message = project_tab.save_project(ctx, sid)
+        return gr.update(value=path, visible=True), message
+
+    zip_btn.click(user_errors(on_zip), [session], [download, status], api_name="export_zip")
 
     def refresh(sid):
         return preview_pages(ctx, sid, layout_options(ctx, sid, "Printed pages", 2, "A4", "portrait",

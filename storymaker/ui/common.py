@@ -1,8 +1,14 @@
-"""Small helpers shared by the tabs: user-facing errors, status lines, image loading."""
+"""Small helpers shared by the tabs: user-facing errors, status lines, image loading.
+
+A failing handler never leaves a component in Gradio's red "Error" state: :func:`user_errors`
+shows the failure as one readable message (a notice) and leaves every
+output as it was.
+"""
 
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import logging
 from pathlib import Path
@@ -12,44 +18,57 @@ from ..errors import StoryMakerError
 
 logger = logging.getLogger(__name__)
 
+FAILURE_TITLE = "That did not work"
 
-def _as_gr_error(err: BaseException):
+
+def failure_message(err: BaseException, where: str = "") -> str:
+    """The one sentence a user sees for ``err``: a :class:`StoryMakerError`'s own message (it says
+    what to do), or a short generic line for a bug (the traceback goes to the server log)."""
     import gradio as gr
 
-    return gr.Error(str(err), duration=None, print_exception=False)
+    if isinstance(err, StoryMakerError):
+        return str(err)
+    if isinstance(err, gr.Error):
+        return str(err.message)
+    logger.exception("unexpected error in %s", where or "a handler")
+    return (f"Something went wrong ({type(err).__name__}: {err}). Your work is saved; "
+            "the details are in the server log.")
+
+
+NOTICE_SECONDS = 20  # long enough to read twice; old notices do not pile up after later successes
+
+
+def show_failure(message: str) -> None:
+    """Show ``message`` as a notice (outside a request: a Python warning)."""
+    import gradio as gr
+
+    gr.Warning(html.escape(message), duration=NOTICE_SECONDS, title=FAILURE_TITLE)
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Wrap a Gradio handler: a :class:`StoryMakerError` becomes ``gr.Error(message)``; anything
-    else is logged with its traceback and shown as a short generic message (never a traceback)."""
+    """Wrap a Gradio handler: on failure, show one readable message and leave every output
+    unchanged (``gr.skip()``), so no component is left in an error state."""
     import gradio as gr
-
-    def convert(err: Exception):
-        if isinstance(err, gr.Error):
-            return err
-        if isinstance(err, StoryMakerError):
-            return _as_gr_error(err)
-        logger.exception("unexpected error in %s", fn.__name__)
-        return gr.Error(
-            f"Unexpected error ({type(err).__name__}): {err}. The details are in the server log.",
-            duration=None, print_exception=False,
-        )
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except Exception as err:  # noqa: BLE001 - converted for display, logged above
-                raise convert(err) from None
+            except Exception as err:  # noqa: BLE001 - shown readably, bugs logged with traceback
+                show_failure(failure_message(err, fn.__name__))
+                yield gr.skip()
+        gen_wrapper.shows_failures = True
         return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except Exception as err:  # noqa: BLE001 - converted for display, logged above
-            raise convert(err) from None
+        except Exception as err:  # noqa: BLE001 - shown readably, bugs logged with traceback
+            show_failure(failure_message(err, getattr(fn, "__name__", "handler")))
+            return gr.skip()
+    wrapper.shows_failures = True  # marks handlers checked by the tests: every session handler is wrapped
     return wrapper
 
 
@@ -72,3 +91,36 @@ def as_path(value: Any) -> Path | None:
         return Path(value["path"])
     name = getattr(value, "name", None) or getattr(value, "path", None)
     return Path(name) if name else None
+
+
+def check_image_file(path: Any, what: str = "photo") -> None:
+    """ImageError (the CLI's message: "... cannot be decoded ...: save it again as JPEG, PNG or
+    WebP") when the uploaded file is not a readable image; nothing for an empty box."""
+    from ..images import load_image
+
+    file = as_path(path)
+    if file is not None:
+        load_image(file, what=what, max_side=64)
+
+
+def image_input(**kwargs):
+    """A ``gr.Image`` (type="filepath") that hands an undecodable upload (a text file called
+    ``photo.png``) to the handler as its path, instead of failing before the handler runs with no
+    message: the handler then says what is wrong with it."""
+    import gradio as gr
+    from PIL import UnidentifiedImageError
+
+    class PhotoInput(gr.Image):
+        def get_block_name(self) -> str:  # the stock image widget in the browser
+            return "image"
+
+        def preprocess(self, payload):
+            try:
+                return super().preprocess(payload)
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+                path = getattr(payload, "path", None)
+                return str(path) if path else None
+
+    kwargs.setdefault("type", "filepath")
+    kwargs.setdefault("image_mode", None)
+    return PhotoInput(**kwargs)

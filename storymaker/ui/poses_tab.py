@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .common import ok, user_errors
+from .common import check_image_file, image_input, ok, user_errors
 from .context import StudioContext
 from .gpu import GPU_QUEUE, gpu_event
 
@@ -51,13 +51,36 @@ def preview_pose(ctx: StudioContext, sid: str, name: str, width, height):
     return framed, info
 
 
+EXTRACT_NEEDS = ("Reading a pose from a photo needs the OpenPose annotator weights (lllyasviel/Annotators, "
+                 "about 0.5 GB), which are not on this machine: `python -m storymaker download` fetches them.")
+
+
+def extraction_available(ctx: StudioContext) -> bool:
+    """Whether "extract a pose from a photo" can work now (an injected estimator, or the annotator
+    weights on disk); checked without loading anything or touching the network."""
+    from ..errors import StoryMakerError
+    from ..perception.pose import resolve_annotators
+
+    if ctx.pose_estimator_factory is not None:
+        return True
+    try:
+        resolve_annotators(ctx.settings.pose_annotators, allow_download=False)
+    except StoryMakerError:
+        return False
+    return True
+
+
 def extract_from_photo(ctx: StudioContext, sid: str, photo, name: str):
     """Find the people in a photo and save their pose in the project."""
-    from ..errors import ImageError
+    from ..errors import ImageError, PoseError, WeightsNotFoundError
 
     if photo is None:
         raise ImageError("Upload a photo showing the pose (whole bodies visible).")
-    pose = ctx.poses(sid).extract(photo, (name or "").strip(), ctx.pose_estimator())
+    check_image_file(photo, "photo")
+    try:
+        pose = ctx.poses(sid).extract(photo, (name or "").strip(), ctx.pose_estimator())
+    except WeightsNotFoundError:
+        raise PoseError(EXTRACT_NEEDS) from None
     return pose.name, ok(f"Saved pose **{pose.name}** with {pose.num_people} "
                          f"{'person' if pose.num_people == 1 else 'people'}.")
 
@@ -70,7 +93,9 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             gallery = gr.Gallery(fit_columns=False, label="Pose library", columns=4, height=440, allow_preview=False,
                                  object_fit="contain", elem_id="pose-gallery")
             with gr.Accordion("Extract a pose from a photo", open=False):
-                photo = gr.Image(label="Photo", type="filepath", image_mode=None, height=200)
+                if not extraction_available(ctx):
+                    gr.Markdown(EXTRACT_NEEDS, elem_id="extract-needs")
+                photo = image_input(label="Photo", height=200)
                 new_name = gr.Textbox(label="Pose name (lowercase-with-dashes)", placeholder="two-people-waving")
                 extract_btn = gr.Button("Extract and save")
                 extract_status = gr.Markdown()

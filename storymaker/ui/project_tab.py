@@ -1,4 +1,6 @@
-"""Project tab: new, open (.zip), save (.zip download), and the one-click example project."""
+"""Project tab: your projects (open, rename, duplicate, delete), new, open/save .zip, and the
+one-click example project. Nothing replaces the project you are working on: new, imported,
+copied and example projects are made beside it, and deleting one asks first."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ def new_project(ctx: StudioContext, sid: str, title: str) -> str:
     folder = ctx.sessions.next_project_dir(sid)
     project = ctx.services.open_project(folder, create=True, title=(title or "").strip() or "Untitled story")
     ctx.sessions.switch_project(sid, folder)
-    return ok(f"New project **{project.title}**: add characters, then write the story.")
+    return ok(f"New project **{project.title}**: add characters, then write the story. "
+              "Your other projects are in the list above.")
 
 
 def open_project(ctx: StudioContext, sid: str, upload) -> str:
@@ -30,7 +33,56 @@ def open_project(ctx: StudioContext, sid: str, upload) -> str:
     folder = ctx.sessions.next_project_dir(sid)
     project = import_zip(path, folder)
     ctx.sessions.switch_project(sid, folder)
-    return ok(f"Opened **{project.title or 'the project'}**.")
+    return ok(f"Opened **{project.title or 'the project'}** (added to your projects).")
+
+
+def switch_project(ctx: StudioContext, sid: str, name: str) -> str:
+    """Open one of the session's own projects."""
+    folder = ctx.sessions.switch_project(sid, ctx.sessions.project_path(sid, name))
+    return ok(f"Opened **{ctx.project(sid).title or folder.name}**.")
+
+
+def rename_project(ctx: StudioContext, sid: str, name: str, title: str) -> str:
+    from ..services.storage import rename_project as rename
+
+    project = rename(ctx.sessions.project_path(sid, name), title)
+    return ok(f"Renamed to **{project.title}**.")
+
+
+def duplicate_project(ctx: StudioContext, sid: str, name: str) -> str:
+    """Copy a project (characters, script, renders) and open the copy."""
+    from ..services.storage import duplicate_project as duplicate
+
+    folder = ctx.sessions.next_project_dir(sid)
+    project = duplicate(ctx.sessions.project_path(sid, name), folder)
+    ctx.sessions.switch_project(sid, folder)
+    return ok(f"Made and opened **{project.title}**; the original is unchanged.")
+
+
+def ask_delete_project(ctx: StudioContext, sid: str, name: str) -> str:
+    from ..services.storage import project_info
+
+    info = project_info(ctx.sessions.project_path(sid, name))
+    return (f"Delete **{info.title or 'Untitled story'}** with its {info.characters} character(s), script and "
+            f"{info.renders} render(s)? This cannot be undone (save it as a .zip first to keep a copy).")
+
+
+def delete_project(ctx: StudioContext, sid: str, name: str) -> str:
+    from ..services.storage import project_info
+
+    title = project_info(ctx.sessions.project_path(sid, name)).title or "Untitled story"
+    ctx.sessions.delete_project(sid, name)
+    return ok(f"Deleted **{title}**.")
+
+
+def project_choices(ctx: StudioContext, sid: str) -> list[tuple[str, str]]:
+    """(label, folder name) of the session's projects, most recently changed first."""
+    out = []
+    for info in ctx.sessions.projects(sid):
+        when = info.modified[:16].replace("T", " ")
+        out.append((f"{info.title or 'Untitled story'} · {info.characters} character(s), "
+                    f"{info.renders} render(s) · {when}", info.name))
+    return out
 
 
 def save_project(ctx: StudioContext, sid: str) -> tuple[str, str]:
@@ -51,8 +103,10 @@ def project_summary(ctx: StudioContext, sid: str) -> str:
     panels = len(story.panels) if story is not None else 0
     rendered = sum(1 for i in range(panels) if project.selected(i) is not None)
     names = ", ".join(c.name for c in characters) or "none yet"
+    script = f"panels in the script: {panels}" if story is not None or not project.read_script().strip() \
+        else "the script has problems (Story tab)"
     return (f"**{project.title or 'Untitled story'}**: characters: {names}; "
-            f"panels in the script: {panels}; rendered: {rendered}.")
+            f"{script}; rendered: {rendered}.")
 
 
 def _safe_stem(title: str) -> str:
@@ -65,28 +119,70 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     with gr.Row():
         with gr.Column(scale=5):
-            gr.Markdown("### First time here?\nOne click loads example characters and a short story, "
-                        "renders every panel and lays out the comic.")
-            example_btn = gr.Button("Make the example comic", variant="primary", elem_id="example-btn")
             summary = gr.Markdown(elem_id="project-summary")
+            gr.Markdown("### First time here?\nOne click adds a new project with example characters and a "
+                        "short story, renders every panel and lays out the comic. Your own projects stay.")
+            example_btn = gr.Button("Make the example comic", variant="primary", elem_id="example-btn")
             gr.Markdown("### New project")
             with gr.Row():
                 title = gr.Textbox(label="Title", placeholder="The Lighthouse Keeper", scale=3)
-                new_btn = gr.Button("New project", scale=1)
+                new_btn = gr.Button("New project", scale=1, elem_id="new-project")
         with gr.Column(scale=5):
-            gr.Markdown("### Open / save")
-            upload = gr.File(label="Open a project .zip", file_types=[".zip"], type="filepath")
-            save_btn = gr.Button("Save project as .zip")
-            download = gr.File(label="Download", interactive=False)
-            status = gr.Markdown()
+            gr.Markdown("### Your projects")
+            chosen = gr.Dropdown(label="Project", choices=[], interactive=True, elem_id="project-list")
+            with gr.Row():
+                open_btn = gr.Button("Open", size="md", elem_id="project-open")
+                duplicate_btn = gr.Button("Duplicate", size="md")
+                delete_btn = gr.Button("Delete...", size="md", variant="stop", elem_id="project-delete")
+            with gr.Group(visible=False) as confirm_box:
+                question = gr.Markdown(elem_id="project-delete-question")
+                with gr.Row():
+                    confirm_btn = gr.Button("Yes, delete it", variant="stop", elem_id="project-delete-yes")
+                    keep_btn = gr.Button("No, keep it")
+            with gr.Row():
+                new_title = gr.Textbox(label="New title", scale=3)
+                rename_btn = gr.Button("Rename", scale=1)
+            status = gr.Markdown(elem_id="project-status")
+            with gr.Accordion("Open / save a project .zip", open=False):
+                upload = gr.File(label="Open a project .zip", file_types=[".zip"], type="filepath")
+                save_btn = gr.Button("Save project as .zip")
+                download = gr.File(label="Download", interactive=False)
+
+    def listing(sid):
+        return gr.update(choices=project_choices(ctx, sid), value=ctx.sessions.project_dir(sid).name)
+
+    def summary_and_list(sid):
+        return project_summary(ctx, sid), listing(sid)
+
+
+    def on_ask(sid, name):
+        return gr.update(visible=True), ask_delete_project(ctx, sid, name)
+
+    delete_btn.click(user_errors(on_ask), [session, chosen], [confirm_box, question], api_name="ask_delete_project")
+    keep_btn.click(lambda: gr.update(visible=False), None, [confirm_box], api_visibility="private")
+
     return {
-        "example_btn": example_btn, "summary": summary, "title": title, "new_btn": new_btn,
-        "upload": upload, "save_btn": save_btn, "download": download, "status": status,
+        "example_btn": example_btn, "summary": summary, "list": chosen, "status": status,
+        "save_btn": save_btn, "download": download, "confirm_box": confirm_box,
+        # (event listener, inputs after the session): each changes the current project, so the app
+        # refreshes every tab after it.
+        "actions": {
+            "new": (new_btn.click, [title]),
+            "open": (upload.upload, [upload]),
+            "switch": (open_btn.click, [chosen]),
+            "rename": (rename_btn.click, [chosen, new_title]),
+            "duplicate": (duplicate_btn.click, [chosen]),
+            "delete": (confirm_btn.click, [chosen]),
+        },
         "handlers": {
-            "new": user_errors(lambda sid, t: new_project(ctx, sid, t)),
-            "open": user_errors(lambda sid, f: open_project(ctx, sid, f)),
-            "save": user_errors(lambda sid: save_project(ctx, sid)),
-            "summary": user_errors(lambda sid: project_summary(ctx, sid)),
+            "new": lambda sid, t: new_project(ctx, sid, t),
+            "open": lambda sid, f: open_project(ctx, sid, f),
+            "switch": lambda sid, n: switch_project(ctx, sid, n),
+            "rename": lambda sid, n, t: rename_project(ctx, sid, n, t),
+            "duplicate": lambda sid, n: duplicate_project(ctx, sid, n),
+            "delete": lambda sid, n: delete_project(ctx, sid, n),
+            "save": lambda sid: save_project(ctx, sid),
+            "summary": summary_and_list,
         },
     }
 

@@ -87,6 +87,17 @@ def progress_reporter(progress: Callable[..., Any]) -> Callable[[int, int, int, 
     return report
 
 
+DRAFT_NOTE = ("**Draft mode ignores these:** the sketches use only the size and the seed. They apply "
+              "when StoryMaker renders (see the banner's details).")
+
+
+def model_settings_unused(ctx: StudioContext) -> bool:
+    """Whether the backend ignores steps, guidance and the three strengths (draft sketches)."""
+    services = ctx.services
+    name = getattr(services, "backend_name", getattr(getattr(services, "backend", None), "name", ""))
+    return name == "draft"
+
+
 # ---------------------------------------------------------------- handlers
 
 CHANGED = "script changed since render"
@@ -200,39 +211,55 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     import gradio as gr
 
     s = ctx.settings
+    draft = model_settings_unused(ctx)
+    # Actions and results first (on a phone they come before every setting), settings below.
     with gr.Row():
-        with gr.Column(scale=4):
-            quality = gr.Radio(list(PRESET_NAMES), label="Quality",
-                               value=next((p.name for p in PRESETS if p.steps == s.steps), None))
-            with gr.Row():
-                width = gr.Number(label="Width", value=s.width, precision=0, step=8, minimum=64)
-                height = gr.Number(label="Height", value=s.height, precision=0, step=8, minimum=64)
-            steps = gr.Slider(1, 80, value=s.steps, step=1, label="Steps")
-            guidance = gr.Slider(1.0, 15.0, value=s.guidance_scale, step=0.5, label="Guidance")
-            with gr.Accordion("Character and pose strength", open=False):
-                ip_scale = gr.Slider(0.0, 1.5, value=s.ip_adapter_scale, step=0.05, label="Character likeness (IP-Adapter scale)")
-                lora_scale = gr.Slider(0.0, 1.5, value=s.lora_scale, step=0.05, label="LoRA scale")
-                cn_scale = gr.Slider(0.0, 1.5, value=s.controlnet_conditioning_scale, step=0.05, label="Pose strength (ControlNet scale)")
-            seed = gr.Number(label="Seed (-1: the story's seeds)", value=-1, precision=0)
-            best_of = gr.Slider(1, 8, value=s.best_of, step=1, label="Best of N (seeds per panel)",
-                                info="renders N seeds, keeps all, chooses the best-scoring one")
-            gr.Markdown("Values in the script (`size:`, `steps:`, `seed:` ...) take precedence.")
-        with gr.Column(scale=8):
-            with gr.Row():
-                render_all = gr.Button("Render all panels", variant="primary", scale=2)
-                panel_number = gr.Number(label="Panel", value=1, precision=0, minimum=1, scale=1, min_width=80)
-                render_one = gr.Button("Render panel", scale=1)
-                reroll = gr.Button("Re-roll panel", scale=1)
-                cancel = gr.Button("Cancel", variant="stop", scale=1)
-            status = gr.Markdown(elem_id="render-status")
-            panels = gr.Gallery(fit_columns=False, label="Panels (the chosen version of each)", columns=3, height=420,
-                                object_fit="contain", buttons=["download", "fullscreen"], elem_id="panels")
-            with gr.Accordion("Versions of a panel (choose the one for the comic)", open=False):
+        render_all = gr.Button("Render all panels", variant="primary", scale=2, min_width=150)
+        panel_number = gr.Number(label="Panel", value=1, precision=0, minimum=1, scale=1, min_width=70)
+        render_one = gr.Button("Render panel", scale=1, min_width=110)
+        reroll = gr.Button("Re-roll panel", scale=1, min_width=110)
+        cancel = gr.Button("Cancel", variant="stop", scale=1, min_width=80)
+    status = gr.Markdown(elem_id="render-status")
+    panels = gr.Gallery(fit_columns=False, label="Panels (the chosen version of each)", columns=3, height=420,
+                        object_fit="contain", buttons=["download", "fullscreen"], elem_id="panels")
+    with gr.Accordion("Versions of a panel (choose the one for the comic)", open=False):
+        with gr.Row():
+            show_versions = gr.Button("Show the versions of the panel above")
+            sort = gr.Dropdown(list(scores_view.SORTS), value="Render order", label="Sort versions by")
+        versions = gr.Gallery(fit_columns=False, label="Versions", columns=5, height=200, allow_preview=False)
+        versions_status = gr.Markdown()
+    with gr.Accordion("Settings (draft sketches use only the size and the seed)" if draft else "Settings",
+                      open=not draft, elem_id="render-settings"):
+        with gr.Row():
+            with gr.Column():
                 with gr.Row():
-                    show_versions = gr.Button("Show the versions of the panel above")
-                    sort = gr.Dropdown(list(scores_view.SORTS), value="Render order", label="Sort versions by")
-                versions = gr.Gallery(fit_columns=False, label="Versions", columns=5, height=200, allow_preview=False)
-                versions_status = gr.Markdown()
+                    width = gr.Number(label="Width", value=s.width, precision=0, step=8, minimum=64)
+                    height = gr.Number(label="Height", value=s.height, precision=0, step=8, minimum=64)
+                seed = gr.Number(label="Seed (-1: the story's seeds)", value=-1, precision=0)
+                best_of = gr.Slider(1, 8, value=s.best_of, step=1, label="Best of N (seeds per panel)",
+                                    interactive=not draft,
+                                    info="renders N seeds, keeps all, chooses the best-scoring one")
+                gr.Markdown("Values in the script (`size:`, `steps:`, `seed:` ...) take precedence.")
+            with gr.Column():
+                if draft:
+                    gr.Markdown(DRAFT_NOTE, elem_id="draft-settings-note")
+                quality = gr.Radio(list(PRESET_NAMES), label="Quality",
+                                   value=next((p.name for p in PRESETS if p.steps == s.steps), None),
+                                   interactive=not draft)
+                steps = gr.Slider(1, 80, value=s.steps, step=1, label="Steps", interactive=not draft,
+                                  info="num_inference_steps: more is slower and finer")
+                guidance = gr.Slider(1.0, 15.0, value=s.guidance_scale, step=0.5, label="Follow the prompt",
+                                     interactive=not draft,
+                                     info="guidance_scale: how closely the picture follows the words")
+                ip_scale = gr.Slider(0.0, 1.5, value=s.ip_adapter_scale, step=0.05, label="Likeness",
+                                     interactive=not draft,
+                                     info="ip_adapter_scale: how strongly each character's photo is kept")
+                lora_scale = gr.Slider(0.0, 1.5, value=s.lora_scale, step=0.05, label="Style strength",
+                                       interactive=not draft,
+                                       info="lora_scale: the StoryMaker adapter's weight on the picture")
+                cn_scale = gr.Slider(0.0, 1.5, value=s.controlnet_conditioning_scale, step=0.05,
+                                     label="Pose strength", interactive=not draft,
+                                     info="controlnet_conditioning_scale: how exactly a pose: is followed")
 
     def on_preset(name):
         p = preset(name)
@@ -256,9 +283,11 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             ctx.cancels.arm(sid)
 
     outputs = [status, panels]
+    events = []
     for button, mode in ((render_all, "all"), (render_one, "panel"), (reroll, "reroll")):
-        button.click(arm, [session], None, queue=False, show_progress="hidden", api_visibility="private").then(
-            make_handler(mode), [session, panel_number, *widgets], outputs, api_name=f"render_{mode}", **GPU_QUEUE)
+        events.append(button.click(arm, [session], None, queue=False, show_progress="hidden",
+                                   api_visibility="private").then(
+            make_handler(mode), [session, panel_number, *widgets], outputs, api_name=f"render_{mode}", **GPU_QUEUE))
     cancel.click(user_errors(lambda sid: cancel_render(ctx, sid)), [session], [status],
                  queue=False, api_name="cancel_render")
 
@@ -282,4 +311,4 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     def refresh(sid):
         return panel_gallery(ctx, sid)
 
-    return {"refresh": (user_errors(refresh), [panels])}
+    return {"refresh": (user_errors(refresh), [panels]), "events": events}

@@ -1,9 +1,14 @@
-"""Per-browser-session project folders.
+"""Per-browser workspaces: a folder of projects for each browser.
 
-Each browser session gets a random id (kept server-side in ``gr.State``) and its own project folder
-``<sessions_dir>/<id>/``; nobody sees another session's characters, photos or panels. Folders not
-touched for ``Settings.session_max_age_hours`` are removed. Nothing here is a module global: the
-:class:`SessionManager` is owned by the app built by :func:`storymaker.ui.build_app`.
+Each browser gets a random 128-bit id, kept in the browser (``gr.BrowserState``) so that a reload
+finds the same folder ``<sessions_dir>/<id>/`` again; nobody can guess another browser's id, so
+nobody sees another browser's characters, photos or panels. The folder holds that browser's
+projects side by side (``project``, ``project-<8 hex>``) and names the one opened last
+(:func:`storymaker.services.storage.last_opened`).
+
+Workspaces not touched for ``max_age_hours`` are removed; ``max_age_hours=0`` keeps them for ever
+(the local app). Nothing here is a module global: the :class:`SessionManager` is owned by the app
+built by :func:`storymaker.ui.build_app`.
 """
 
 from __future__ import annotations
@@ -18,22 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ProjectError
-from ..fsutil import atomic_write_text
+from ..services import storage
 
 logger = logging.getLogger(__name__)
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 _PROJECT_NAME = re.compile(r"^project(-[0-9a-f]{8})?$")
-CURRENT_FILE = "current"
 DEFAULT_PROJECT = "project"
 
 
 @dataclass(frozen=True)
 class SessionManager:
-    """Creates, finds and cleans up the session folders under ``root``."""
+    """Creates, finds and cleans up the workspace folders under ``root``."""
 
     root: Path
-    max_age_hours: float = 24.0
+    max_age_hours: float = 24.0  # 0: never expire
 
     def new_session(self) -> str:
         """A fresh random session id with an (empty) folder; old folders are cleaned first."""
@@ -42,39 +46,69 @@ class SessionManager:
         self.folder(sid).mkdir(parents=True, exist_ok=False)
         return sid
 
+    def resume(self, sid: object) -> str:
+        """``sid`` when it names a live workspace (a reload), else a new session."""
+        if isinstance(sid, str) and _SESSION_ID.match(sid) and self.folder(sid).is_dir():
+            self._alive(sid)
+            return sid
+        return self.new_session()
+
     def folder(self, sid: str) -> Path:
         """The folder of session ``sid`` (validated: no path tricks)."""
         if not isinstance(sid, str) or not _SESSION_ID.match(sid):
             raise ProjectError("This browser session is not valid any more: reload the page.")
         return Path(self.root) / sid
 
+    # -- projects of a session ----------------------------------------------------------------
+
     def project_dir(self, sid: str) -> Path:
-        """The session's current project folder (may not exist yet); touching the session folder
-        keeps it alive."""
+        """The session's current project folder: the one opened last, else the most recently
+        changed, else ``project`` (may not exist yet). Using it keeps the session alive."""
         folder = self._alive(sid)
-        pointer = folder / CURRENT_FILE
-        name = pointer.read_text(encoding="utf-8").strip() if pointer.exists() else DEFAULT_PROJECT
-        if not _PROJECT_NAME.match(name):
-            name = DEFAULT_PROJECT
+        name = storage.last_opened(folder)
+        if name is None or not _PROJECT_NAME.match(name):
+            projects = [p for p in storage.list_projects(folder) if _PROJECT_NAME.match(p.name)]
+            name = projects[0].name if projects else DEFAULT_PROJECT
+        return folder / name
+
+    def projects(self, sid: str) -> list[storage.ProjectInfo]:
+        """The session's projects, most recently changed first."""
+        return [p for p in storage.list_projects(self._alive(sid)) if _PROJECT_NAME.match(p.name)]
+
+    def project_path(self, sid: str, name: str) -> Path:
+        """The folder of the session's project ``name`` (validated; ProjectError if absent)."""
+        folder = self._alive(sid)
+        if not isinstance(name, str) or not _PROJECT_NAME.match(name) or not storage.Project.is_project(folder / name):
+            raise ProjectError("That project does not exist any more: choose one in the list.")
         return folder / name
 
     def next_project_dir(self, sid: str) -> Path:
-        """A fresh, absent folder for a new or imported project of session ``sid``; make it
-        current with :meth:`switch_project` once it is filled."""
+        """A fresh, absent folder for a new, copied or imported project of session ``sid``; make
+        it current with :meth:`switch_project` once it is filled."""
         return self._alive(sid) / f"project-{secrets.token_hex(4)}"
 
     def switch_project(self, sid: str, new_dir: Path) -> Path:
-        """Make ``new_dir`` (made by :meth:`next_project_dir`) the session's project; the previous
-        project folder is removed. A new folder name each time keeps per-path caches honest."""
+        """Make ``new_dir`` (a project folder of this session) the one shown. The previous project
+        stays where it is: switching never deletes anything."""
         folder = self._alive(sid)
         new_dir = Path(new_dir)
         if new_dir.parent != folder or not _PROJECT_NAME.match(new_dir.name):
             raise ProjectError("Internal error: that project folder is not in this session.")
-        old = self.project_dir(sid)
-        atomic_write_text(folder / CURRENT_FILE, new_dir.name + "\n")
-        if old != new_dir and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
+        storage.set_last_opened(folder, new_dir.name)
         return new_dir
+
+    def delete_project(self, sid: str, name: str) -> None:
+        """Delete one project of the session; if it was the current one, the most recently
+        changed of the others becomes current."""
+        path = self.project_path(sid, name)
+        storage.delete_project(path)
+        folder = self.folder(sid)
+        if storage.last_opened(folder) is None:
+            rest = self.projects(sid)
+            if rest:
+                storage.set_last_opened(folder, rest[0].name)
+            else:
+                (folder / storage.LAST_OPENED_FILE).unlink(missing_ok=True)
 
     def downloads_dir(self, sid: str) -> Path:
         """Where the session's downloadable files (zips, exports) are written."""
@@ -82,11 +116,17 @@ class SessionManager:
         path.mkdir(exist_ok=True)
         return path
 
+    def trash_dir(self, sid: str) -> Path:
+        """Where a deleted item waits for "Undo" (one per kind, replaced by the next deletion)."""
+        path = self._alive(sid) / "trash"
+        path.mkdir(exist_ok=True)
+        return path
+
     def _alive(self, sid: str) -> Path:
         folder = self.folder(sid)
         if not folder.is_dir():
             raise ProjectError(
-                "This session's project was removed (sessions expire after "
+                "This session's projects were removed (sessions expire after "
                 f"{self.max_age_hours:g} hours without use): reload the page to start a new one."
             )
         now = time.time()
@@ -94,9 +134,10 @@ class SessionManager:
         return folder
 
     def cleanup(self, now: float | None = None) -> list[str]:
-        """Remove session folders older than ``max_age_hours``; return the removed ids."""
+        """Remove session folders older than ``max_age_hours`` (none when it is 0); return the
+        removed ids."""
         root = Path(self.root)
-        if not root.is_dir():
+        if not root.is_dir() or not self.max_age_hours or self.max_age_hours <= 0:
             return []
         now = time.time() if now is None else now
         limit = self.max_age_hours * 3600.0

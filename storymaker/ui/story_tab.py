@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from .common import ok, user_errors, warn
@@ -42,6 +43,18 @@ an empty beach at dawn, seagulls over the water
 
 PANEL_HEADERS = ["#", "characters", "pose", "caption", "prompt"]
 
+DOCS_FILE = Path(__file__).resolve().parents[2] / "docs" / "script.md"
+DOCS_LINK = "docs/script.md"
+
+
+def format_reference() -> str:
+    """The whole script format documentation (docs/script.md), shown inside the app."""
+    try:
+        return DOCS_FILE.read_text(encoding="utf-8")
+    except OSError:
+        return (f"The full format is described in `{DOCS_LINK}` in the StoryMaker Studio repository "
+                "(not installed with this copy).")
+
 
 # ---------------------------------------------------------------- handlers
 
@@ -69,7 +82,7 @@ def validate(ctx: StudioContext, sid: str, text: str) -> tuple[str, list[list[An
         lines.append("**Warnings:**")
         lines += [_issue_line(i) for i in report.warnings]
     if not names:
-        lines.append("No characters registered yet: add them in the Characters tab to use `[Name]`.")
+        lines.append("\nNo characters registered yet: add them in the Characters tab to use `[Name]`.")
     return "\n".join(lines), rows
 
 
@@ -104,6 +117,12 @@ def apply_style(text: str, name: str | None) -> str:
     return with_header_value(text or "", "style", name) if name else (text or "")
 
 
+def example_needs_confirmation(text: str | None) -> bool:
+    """Inserting the example replaces the script: ask first unless there is nothing to lose."""
+    current = (text or "").strip()
+    return bool(current) and current != EXAMPLE_SCRIPT.strip()
+
+
 # ---------------------------------------------------------------- layout
 
 def render(ctx: StudioContext, session) -> dict[str, Any]:
@@ -114,28 +133,48 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             editor = gr.Code(label="Story script", language=None, lines=22, max_lines=40,
                              interactive=True, wrap_lines=True, elem_id="script-editor")
             with gr.Row():
-                example_btn = gr.Button("Insert an example script")
+                example_btn = gr.Button("Insert an example script", elem_id="insert-example")
                 gr.Markdown("The script is checked and saved as you type.")
             style_menu = gr.Dropdown(choices=style_choices(), value=None, label="Style",
                                      info="Sets the script's style: line (docs/prompts.md lists them)",
                                      elem_id="style-menu")
+            with gr.Group(visible=False) as confirm_box:
+                gr.Markdown("Replace your whole script with the example? Your script is not kept anywhere "
+                            "else (copy it first, or save the project as a .zip).", elem_id="example-question")
+                with gr.Row():
+                    replace_btn = gr.Button("Yes, replace my script", variant="stop", elem_id="example-yes")
+                    keep_btn = gr.Button("No, keep my script", elem_id="example-no")
         with gr.Column(scale=5):
+            issues = gr.Markdown(elem_id="script-issues")
             with gr.Accordion("Script format", open=True):
                 gr.Markdown(FORMAT_HELP)
-            issues = gr.Markdown(elem_id="script-issues")
+            with gr.Accordion(f"The whole format, with examples ({DOCS_LINK})", open=False,
+                              elem_id="script-docs"):
+                gr.Markdown(format_reference())
     panels = gr.Dataframe(headers=PANEL_HEADERS, label="Panels", interactive=False, wrap=True,
-                          column_widths=["5%", "15%", "15%", "25%", "40%"], value=[])
+                          column_widths=["40px", "110px", "110px", "160px", "260px"], value=[],
+                          elem_id="panel-table")
 
     def on_change(sid, text):
         return validate(ctx, sid, text)
 
-    editor.change(user_errors(on_change), [session, editor], [issues, panels], trigger_mode="always_last",
-                  show_progress="hidden", api_name="validate_script")
-    example_btn.click(lambda: EXAMPLE_SCRIPT, None, [editor], api_visibility="private")
+    changed = editor.change(user_errors(on_change), [session, editor], [issues, panels], trigger_mode="always_last",
+                            show_progress="hidden", api_name="validate_script")
+
+    def on_example(text):
+        if example_needs_confirmation(text):
+            return gr.skip(), gr.update(visible=True)
+        return EXAMPLE_SCRIPT, gr.update(visible=False)
+
+    example_btn.click(on_example, [editor], [editor, confirm_box], api_visibility="private")
+    replace_btn.click(lambda: (EXAMPLE_SCRIPT, gr.update(visible=False)), None, [editor, confirm_box],
+                      api_visibility="private")
+    keep_btn.click(lambda: gr.update(visible=False), None, [confirm_box], api_visibility="private")
     style_menu.input(user_errors(apply_style), [editor, style_menu], [editor], api_visibility="private")
 
     def reload(sid):
         return load_script(ctx, sid)
 
     return {"editor": editor, "refresh": (user_errors(reload), [editor]),
-            "revalidate": (user_errors(on_change), [session, editor], [issues, panels])}
+            "revalidate": (user_errors(on_change), [session, editor], [issues, panels]),
+            "events": [changed]}

@@ -1,0 +1,192 @@
+"""Work is never lost (issue 12): projects side by side, nothing replaced without asking,
+character deletion that asks, names the panels and can be undone, a summary that follows."""
+
+from __future__ import annotations
+
+import pytest
+
+from ui_helpers import PHOTO, THREE_PANELS, make_services
+
+from storymaker.errors import StoryMakerError
+from storymaker.services import storage
+from storymaker.ui import characters_tab, project_tab, render_tab, story_tab
+from storymaker.ui.context import StudioContext
+from storymaker.ui.session import SessionManager
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    services = make_services(tmp_path / "data")
+    settings = services.settings
+    return StudioContext(services, settings, SessionManager(settings.sessions_dir, 0))
+
+
+@pytest.fixture
+def sid(ctx):
+    return ctx.sessions.new_session()
+
+
+def add(ctx, sid, name="Eileen"):
+    character, _ = characters_tab.save_character(ctx, sid, str(PHOTO), name, "an astronaut", None)
+    return character
+
+
+def render_all(ctx, sid):
+    options = render_tab.settings_from_widgets(64, 64, 2, 7.5, 0.8, 0.8, 0.7, -1)
+    return render_tab.run_render(ctx, sid, "all", 1, options)
+
+
+# ---------------------------------------------------------------- storage: project-level operations
+
+def test_list_rename_duplicate_delete_projects(tmp_path):
+    a = storage.Project.create(tmp_path / "a", "Alpha")
+    a.write_script("a harbour\n")
+    storage.Project.create(tmp_path / "b", "Beta")
+    (tmp_path / "not-a-project").mkdir()
+    (tmp_path / ".a.tmp").mkdir()
+    assert {p.title for p in storage.list_projects(tmp_path)} == {"Alpha", "Beta"}
+
+    assert storage.rename_project(tmp_path / "a", "  Alpha   two ").title == "Alpha two"
+    with pytest.raises(StoryMakerError, match="cannot be empty"):
+        storage.rename_project(tmp_path / "a", "  ")
+
+    copy = storage.duplicate_project(tmp_path / "a", tmp_path / "c")
+    assert copy.title == "Alpha two (copy)" and copy.read_script() == "a harbour\n"
+    copy.write_script("changed\n")
+    assert storage.Project.open(tmp_path / "a").read_script() == "a harbour\n"  # a real copy
+    with pytest.raises(StoryMakerError, match="already exists"):
+        storage.duplicate_project(tmp_path / "a", tmp_path / "b")
+
+    storage.delete_project(tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".deleted")]
+    with pytest.raises(StoryMakerError, match="nothing was deleted"):
+        storage.delete_project(tmp_path / "not-a-project")
+    assert (tmp_path / "not-a-project").is_dir()
+
+    assert storage.last_opened(tmp_path) is None
+    storage.set_last_opened(tmp_path, "b")
+    assert storage.last_opened(tmp_path) == "b"
+    storage.set_last_opened(tmp_path, "../b")
+    assert storage.last_opened(tmp_path) is None  # never a path outside the workspace
+
+
+def test_project_info_counts_characters_and_renders(ctx, sid):
+    add(ctx, sid)
+    story_tab.validate(ctx, sid, THREE_PANELS.format(name="Eileen"))
+    render_all(ctx, sid)
+    info = storage.project_info(ctx.project(sid).path)
+    assert (info.characters, info.renders) == (1, 3)
+
+
+# ---------------------------------------------------------------- the Project tab
+
+def test_new_project_and_example_are_made_beside_the_current_one(ctx, sid):
+    add(ctx, sid)
+    story_tab.validate(ctx, sid, "[Eileen] waves\n")
+    mine = ctx.project(sid).path
+    project_tab.new_project(ctx, sid, "Second story")
+    assert ctx.project(sid).title == "Second story"
+    project_tab.make_example(ctx, sid)
+    titles = [label.split(" · ")[0] for label, _ in project_tab.project_choices(ctx, sid)]
+    assert len(titles) == 3 and "Second story" in titles and "Untitled story" in titles
+    # The first project is untouched and opens again.
+    project_tab.switch_project(ctx, sid, mine.name)
+    assert ctx.project(sid).path == mine
+    assert ctx.project(sid).read_script() == "[Eileen] waves\n"
+    assert [c.name for c in ctx.registry(sid).list()] == ["Eileen"]
+
+
+def test_reopening_shows_the_last_project(ctx, sid):
+    project_tab.new_project(ctx, sid, "One")
+    project_tab.new_project(ctx, sid, "Two")
+    one = next(name for label, name in project_tab.project_choices(ctx, sid) if label.startswith("One"))
+    project_tab.switch_project(ctx, sid, one)
+    # A reload (or a restarted local app) resumes the same workspace and the same project.
+    again = SessionManager(ctx.sessions.root, 0)
+    assert again.resume(sid) == sid and again.project_dir(sid).name == one
+
+
+def test_rename_duplicate_and_delete_with_a_question_first(ctx, sid):
+    add(ctx, sid)
+    name = ctx.project(sid).path.name
+    assert "Renamed to **Moon trip**" in project_tab.rename_project(ctx, sid, name, "Moon trip")
+    project_tab.duplicate_project(ctx, sid, name)
+    assert ctx.project(sid).title == "Moon trip (copy)"  # the copy is opened
+    assert [c.name for c in ctx.registry(sid).list()] == ["Eileen"]
+    copy_name = ctx.project(sid).path.name
+
+    question = project_tab.ask_delete_project(ctx, sid, copy_name)
+    assert "Moon trip (copy)" in question and "1 character" in question and "cannot be undone" in question
+    assert ctx.project(sid).path.is_dir()  # asking deletes nothing
+    assert "Deleted" in project_tab.delete_project(ctx, sid, copy_name)
+    assert ctx.project(sid).title == "Moon trip"  # back to the other one
+    with pytest.raises(StoryMakerError, match="does not exist any more"):
+        project_tab.delete_project(ctx, sid, copy_name)
+
+
+def test_summary_follows_characters_script_and_renders(ctx, sid):
+    assert "characters: none yet" in project_tab.project_summary(ctx, sid)
+    add(ctx, sid)
+    assert "characters: Eileen" in project_tab.project_summary(ctx, sid)
+    story_tab.validate(ctx, sid, THREE_PANELS.format(name="Eileen"))
+    assert "panels in the script: 3; rendered: 0" in project_tab.project_summary(ctx, sid)
+    render_all(ctx, sid)
+    assert "rendered: 3" in project_tab.project_summary(ctx, sid)
+    story_tab.validate(ctx, sid, "[Nobody] waves\n")
+    assert "the script has problems" in project_tab.project_summary(ctx, sid)
+
+
+def test_summary_is_chained_after_every_change_in_the_app(tmp_path):
+    """Saving or deleting a character, editing the script and rendering each update the summary."""
+    from ui_helpers import make_studio
+
+    studio = make_studio(tmp_path / "data")
+    try:
+        fns = list(studio.blocks.fns.values())
+        by_name = {fn.api_name: fn for fn in fns if fn.api_name}
+        summary_id = next(b._id for b in studio.blocks.blocks.values() if getattr(b, "elem_id", None) == "project-summary")
+        for name in ("save_character", "delete_character", "undo_delete_character", "validate_script", "render_all"):
+            fn = by_name[name]
+            follow = [f for f in fns if f.trigger_after == fn._id]
+            assert any(summary_id in [o._id for o in f.outputs] for f in follow), name
+    finally:
+        studio.close()
+
+
+# ---------------------------------------------------------------- deleting a character
+
+def test_delete_character_asks_names_the_panels_and_can_be_undone(ctx, sid):
+    eileen = add(ctx, sid)
+    add(ctx, sid, "Tom")
+    story_tab.validate(ctx, sid, THREE_PANELS.format(name="Eileen"))
+    render_all(ctx, sid)
+
+    question = characters_tab.ask_delete(ctx, sid, eileen.id)
+    assert "Delete **Eileen**" in question and "Panels 1 and 2" in question and "undo" in question
+    assert ctx.registry(sid).find("Eileen") is not None  # asking deletes nothing
+
+    message = characters_tab.delete_character(ctx, sid, eileen.id)
+    assert "Deleted **Eileen**" in message and "Panels 1 and 2" in message and "Undo" in message
+    assert [c.name for c in ctx.registry(sid).list()] == ["Tom"]
+    status, _ = story_tab.validate(ctx, sid, ctx.project(sid).read_script())
+    assert "line 4" in status  # the script reports the binding clearly
+
+    assert "Eileen" in characters_tab.undo_delete(ctx, sid)
+    back = ctx.registry(sid).get("Eileen")
+    assert back.id == eileen.id and back.description == "an astronaut"
+    assert ctx.registry(sid).conditioning("Eileen") is not None  # usable again, files and all
+    status, _ = story_tab.validate(ctx, sid, ctx.project(sid).read_script())
+    assert "valid: 3 panels" in status
+    with pytest.raises(StoryMakerError, match="no deleted character"):
+        characters_tab.undo_delete(ctx, sid)
+
+
+def test_undo_refuses_when_the_name_was_taken_again(ctx, sid):
+    eileen = add(ctx, sid)
+    message = characters_tab.delete_character(ctx, sid, eileen.id)
+    assert "still use" not in message  # no panel used her
+    add(ctx, sid)
+    with pytest.raises(StoryMakerError, match="exists again"):
+        characters_tab.undo_delete(ctx, sid)
+    assert [c.name for c in ctx.registry(sid).list()] == ["Eileen"]
