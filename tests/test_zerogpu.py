@@ -74,7 +74,7 @@ def test_startup_loads_once_and_renders_load_nothing(tmp_path, spaces):
     assert {"render_all", "render_panel", "render_reroll", "on_analyze", "on_save", "on_extract",
             "example"} <= set(spaces.decorated)  # every model-running event, wrapped the same way
     for _ in range(3):
-        message, gallery = render_all.fn(sid, 1, 64, 64, 2, 7.5, 0.8, 0.8, 0.7, -1, progress=lambda *a, **k: None)
+        message, gallery = render_all.fn(sid, 1, 64, 64, 2, 7.5, 0.8, 0.8, 0.7, -1, 1, progress=lambda *a, **k: None)
         assert "2 of 2 panels rendered" in message
     assert sum(cache.loads.values()) == 1  # three render calls loaded nothing
     expected = gpu_duration([PanelWork(64, 64, 2)] * 2, settings)
@@ -94,9 +94,9 @@ def test_duration_follows_the_panels_and_steps_asked_for(tmp_path, spaces):
     render_all = _handler(studio.blocks, "render_all").fn
     render_one = _handler(studio.blocks, "render_panel").fn
     noop = lambda *a, **k: None  # noqa: E731
-    render_one(sid, 1, 256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1, progress=noop)
-    render_all(sid, 1, 256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1, progress=noop)
-    render_one(sid, 3, 256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1, progress=noop)
+    render_one(sid, 1, 256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1, 1, progress=noop)
+    render_all(sid, 1, 256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1, 1, progress=noop)
+    render_one(sid, 3, 256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1, 1, progress=noop)
     (_, one), (_, all_three), (_, big) = spaces.calls
     assert one == gpu_duration([PanelWork(256, 256, 2)], settings)
     assert big == gpu_duration([PanelWork(1024, 1024, 40)], settings) > one  # its own size and steps

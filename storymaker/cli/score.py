@@ -58,7 +58,7 @@ def _backend(choice: str, settings: Settings, project) -> str:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from ..services.characters import CharacterRegistry
+    from ..services.container import build_services
     from ..services.poses import PoseLibrary
     from ..services.scores import make_scorer, score_selected
     from ..services.sheet import character_sheets, format_table, reference_images, report_html, story_report
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not project.panel_indices():
         raise InvalidInputError(f"{project_dir} has no rendered panels yet: render the story first.")
     backend = _backend(args.backend, settings, project)
-    registry = CharacterRegistry.for_project(project_dir, settings, backend=backend)
+    registry = build_services(settings, backend=backend).character_registry(project)  # wired as the app does
     scorer = make_scorer(backend, settings.replace(score_renders=True), registry)
     poses = PoseLibrary(project.poses_dir)
 

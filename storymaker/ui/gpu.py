@@ -44,12 +44,14 @@ def render_work(ctx: "StudioContext", mode: str) -> Callable[..., Any]:
     engine resolves them."""
     from ..services.gpu import story_work
 
-    def work(sid, number, width, height, steps, *rest, **kwargs):
+    def work(sid, number, width, height, steps, guidance=None, ip=None, lora=None, cn=None, seed=None,
+             best_of=1, *rest, **kwargs):
         story = ctx.story(sid, strict=False)
         if story is None:
             return None
         indices = None if mode == "all" else [int(number) - 1]
-        return story_work(story, ctx.settings, indices, (int(width), int(height)), int(steps))
+        panels = story_work(story, ctx.settings, indices, (int(width), int(height)), int(steps))
+        return list(panels) * max(1, int(best_of or 1))  # best of N renders every panel N times
 
     return work
 
