@@ -192,13 +192,6 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "lighthouse"
 
 
-def gpu_wrapped(fn):
-    """The example renders panels: queue it like the other GPU work and show errors readably."""
-    from .gpu import gpu
-
-    return user_errors(gpu(duration=240)(fn))
-
-
 def make_example(ctx: StudioContext, sid: str, progress=None) -> str:
     """One click: a new project with the example characters and story, every panel rendered,
     the comic ready in the Comic tab."""

@@ -285,7 +285,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     outputs = [status, panels]
     events = []
     for button, mode in ((render_all, "all"), (render_one, "panel"), (reroll, "reroll")):
-        events.append(button.click(arm, [session], None, queue=False, show_progress="hidden",
+        events.append(button.click(user_errors(arm), [session], None, queue=False, show_progress="hidden",
                                    api_visibility="private").then(
             make_handler(mode), [session, panel_number, *widgets], outputs, api_name=f"render_{mode}", **GPU_QUEUE))
     cancel.click(user_errors(lambda sid: cancel_render(ctx, sid)), [session], [status],

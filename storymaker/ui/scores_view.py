@@ -102,12 +102,11 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         report = gr.Markdown(elem_id="consistency-report")
         sheets = gr.Gallery(label="Character sheets", columns=1, height=320, object_fit="contain",
                             buttons=["download", "fullscreen"], elem_id="character-sheets")
-    from .gpu import gpu
+    from .gpu import GPU_QUEUE, gpu_event
 
-    @gpu(duration=120)  # versions without scores are scored here (CUDA work on ZeroGPU)
-    def on_show(sid):
+    def on_show(sid):  # versions without scores are scored here: model calls, so through the GPU worker
         return consistency(ctx, sid)
 
-    button.click(user_errors(on_show), [session], [sheets, report], concurrency_limit=1, concurrency_id="gpu",
-                 api_name="consistency")
+    button.click(gpu_event(ctx, user_errors(on_show)), [session], [sheets, report], api_name="consistency",
+                 **GPU_QUEUE)
     return {"sheets": sheets, "report": report}
