@@ -311,6 +311,14 @@ class RenderEngine:
         return PanelResult(index, STATUS_OK, seed=job.seed, image=image, version=version,
                            seconds=elapsed, metadata=metadata)
 
+    def keep(self, job: PanelJob, image: Image.Image, *, seconds: float = 0.0) -> PanelResult:
+        """Keep an image rendered elsewhere for ``job`` (planned with :meth:`job`, e.g. rendered on
+        a Ray worker): the same metadata and the same atomic version write as a local render."""
+        metadata = self._metadata(job)
+        version = self._keep(job.index, image, metadata)
+        return PanelResult(job.index, STATUS_OK, seed=job.seed, image=image, version=version,
+                           seconds=seconds, metadata=metadata)
+
     def _metadata(self, job: PanelJob) -> dict[str, Any]:
         record = job.settings_record()
         record.update(
