@@ -46,7 +46,18 @@ def register(subparsers) -> None:
     parser.add_argument("--characters", nargs="+", default=(), metavar="NAME=PHOTO",
                         help="register these characters in the project first (kept if already there; --overwrite re-registers them)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_ray_options(parser)
     parser.set_defaults(func=run)
+
+
+def add_ray_options(parser) -> None:
+    """``--ray ADDRESS`` and ``--ray-workers N`` (docs/ray.md); shared with ``batch``."""
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help="render on a Ray cluster: auto, ray://HOST:10001, or local:N for a local "
+                        "cluster with N workers (needs `pip install ray`; see docs/ray.md)")
+    parser.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                        help="with --ray: how many workers (default: one per GPU of the cluster; "
+                        "on a CPU-only cluster one per node; local:N: N)")
 
 
 def parse_panels(text: str | None, count: int) -> list[int] | None:
@@ -169,7 +180,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.backend:
         settings = settings.replace(backend=args.backend)
 
-    services = build_services(settings)
+    if getattr(args, "ray", None):
+        from ..services.distributed import driver_services, import_ray, parse_address
+
+        parse_address(args.ray)
+        import_ray()
+        services = driver_services(settings)  # the workers load the model, not this machine
+    else:
+        services = build_services(settings)
     if services.backend_reason:
         print(services.backend_reason, file=sys.stderr)
     project = services.open_project(args.project, create=True)
@@ -186,11 +204,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = services.engine(project)
     run_indices = indices if indices is not None else list(range(len(story.panels)))
-    bar, progress = _progress_bar(story, run_indices, services.backend_name)
-    try:
-        report = engine.render_story(story, panels=indices, seed=args.seed, progress=progress)
-    finally:
-        bar.close()
+    if getattr(args, "ray", None):
+        from ..services.distributed import StoryRun
+        from .batch import render_runs_on_ray
+
+        (report,) = render_runs_on_ray(args, services, [StoryRun(engine, story, indices, args.seed)])
+    else:
+        bar, progress = _progress_bar(story, run_indices, services.backend_name)
+        try:
+            report = engine.render_story(story, panels=indices, seed=args.seed, progress=progress)
+        finally:
+            bar.close()
     for result in report.results:
         if result.ok:
             print(f"panel {result.index + 1}: ok (seed {result.seed}, version {result.version})", file=sys.stderr)

@@ -374,6 +374,11 @@ class RayRenderPool:
         """The workers' actor handles (tests kill one to show a panel is retried elsewhere)."""
         return [a.handle for a in self.actors]
 
+    @property
+    def busy(self) -> list[Any]:
+        """The handles of the workers rendering a panel now."""
+        return [a.handle for a in self.actors if a.busy]
+
     def info(self) -> list[dict[str, Any]]:
         """``PanelWorker.info()`` of every live, started worker."""
         out = []
