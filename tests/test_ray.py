@@ -5,7 +5,7 @@ One local Ray cluster for the module (2 CPUs, no dashboard), the tiny backend at
 panels on two workers give the same images and seeds as the local engine, and a second story in
 the same call goes to its own project; each worker loads the pipeline once and each character's
 conditioning is computed once (then fetched from the object store); a worker killed mid-panel has
-its panel retried on the other, every panel kept exactly once; `render --ray` renders a story on
+its panel retried on the other, every panel kept exactly once; Ctrl+C keeps the finished panels; `render --ray` renders a story on
 the cluster (and `batch` the same images locally); without Ray, --ray says how to install it and
 changes nothing. Worker start-up (importing torch and diffusers) is most of this module's time.
 """
@@ -190,6 +190,23 @@ def test_killed_worker_panel_retried_elsewhere_exactly_once(pool, local, cluster
     _assert_same_as_local(report, local[2], project)
     (survivor,) = pool.info()
     assert survivor["pipeline_loads"] == 1
+
+
+def test_ctrl_c_stops_the_workers_and_keeps_finished_panels(pool, local, tmp_path):
+    services, project = _ray_project(local, tmp_path)
+
+    def progress(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt  # what Ctrl+C raises in the driver
+
+    fast = story(*SIX.panels[1:], seed=5)  # one worker left (the previous test killed the other)
+    (report,) = pool.render([StoryRun(services.engine(project), fast)], progress=progress)
+    assert report.cancelled and not report.ok
+    kept = [r for r in report.results if r.ok]
+    assert len(kept) == 2 and all(r.status == "cancelled" for r in report.results if not r.ok)
+    for result in report.results:
+        assert len(project.versions(result.index)) == (1 if result.ok else 0)
+    assert pool.actors == [] and "cancelled" in report.summary()
 
 
 def test_cli_render_on_ray(cluster, tmp_path, capsys):
