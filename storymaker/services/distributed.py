@@ -153,11 +153,6 @@ class Cluster:
         return max(1, len(nodes))
 
 
-def _cpus() -> int:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity else (os.cpu_count() or 1)
-
-
 def _join_path(first: str) -> str:
     rest = os.environ.get("PYTHONPATH", "")
     return first + (os.pathsep + rest if rest else "")
@@ -299,7 +294,8 @@ class RayRenderPool:
     until it closes, so a batch of stories loads each pipeline once per worker).
 
     ``workers``: how many; ``gpus``: GPUs per worker (0: CPU workers, one CPU slot each);
-    ``threads``: torch threads per worker (CPU); the cluster must be connected (:class:`Cluster`).
+    ``threads``: torch threads per worker (default: Ray's, ``OMP_NUM_THREADS`` = the worker's one CPU
+    slot); the cluster must be connected (:class:`Cluster`).
     """
 
     def __init__(
@@ -601,7 +597,6 @@ def render_on_ray(
     where = address if isinstance(address, ClusterAddress) else parse_address(address)
     with Cluster(where, verbose=verbose) as cluster:
         count = workers or cluster.default_workers()
-        threads = max(1, _cpus() // count) if where.local else None
         with RayRenderPool(services.backend.name, services.settings, workers=count,
-                           gpus=cluster.gpus_per_worker(count), threads=threads) as pool:
+                           gpus=cluster.gpus_per_worker(count)) as pool:
             return pool.render(runs, progress=progress, cancel=cancel)
