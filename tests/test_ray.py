@@ -107,9 +107,21 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def local(tmp_path_factory):
+def settings(tmp_path_factory):
+    return tiny_settings(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def workers(cluster, settings):
+    """Two workers, started first: they load the pipeline while the reference renders here."""
+    with RayRenderPool("tiny", settings, workers=2, threads=1) as pool:
+        pool.start()
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def local(workers, settings, tmp_path_factory):
     """The six panels rendered here without Ray (the reference), and the characters used."""
-    settings = tiny_settings(tmp_path_factory.mktemp("data"))
     services = build_services(settings, backend="tiny", pipeline_cache=PipelineCache())
     project = services.open_project(tmp_path_factory.mktemp("local") / "project", title="Local")
     registry = services.character_registry(project)
@@ -121,11 +133,9 @@ def local(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pool(cluster, local):
-    settings, _, _ = local
-    with RayRenderPool("tiny", settings, workers=2, threads=1) as pool:
-        assert pool.wait_ready() == 2, pool.errors
-        yield pool
+def pool(workers, local):
+    assert workers.wait_ready() == 2, workers.errors
+    return workers
 
 
 def _ray_project(local, folder):

@@ -93,10 +93,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.backend:
         settings = settings.replace(backend=args.backend)
     if args.ray:
-        from ..services.distributed import driver_services, import_ray, parse_address
+        from ..services.distributed import driver_services, preflight
 
-        parse_address(args.ray)
-        import_ray()
+        preflight(args.ray)  # a clear message before anything is written
         services = driver_services(settings)
     else:
         services = build_services(settings)

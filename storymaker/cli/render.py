@@ -181,10 +181,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.replace(backend=args.backend)
 
     if getattr(args, "ray", None):
-        from ..services.distributed import driver_services, import_ray, parse_address
+        from ..services.distributed import driver_services, preflight
 
-        parse_address(args.ray)
-        import_ray()
+        preflight(args.ray)  # a clear message before anything is written
         services = driver_services(settings)  # the workers load the model, not this machine
     else:
         services = build_services(settings)

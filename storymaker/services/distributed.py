@@ -123,8 +123,9 @@ class Cluster:
             ray.init(**kwargs)
         except (ConnectionError, ValueError, RuntimeError) as err:
             raise ConfigError(
-                f"Could not reach the Ray cluster at {self.where}: {err}. Check the address (auto needs "
-                "`ray start` on this machine; a remote cluster is ray://HEAD:10001) or use --ray local:N."
+                f"Could not reach the Ray cluster at {self.where}: {str(err).rstrip('. ')}. Check the "
+                "address (auto needs `ray start` on this machine; ray://HEAD:10001 needs "
+                "`pip install \"ray[client]\"` here) or use --ray local:N."
             ) from None
         self._owned = True
         return self
@@ -338,7 +339,8 @@ class RayRenderPool:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the workers (each loads its pipeline in the background); idempotent."""
         if self.actors:
             return
         ray = self.ray
@@ -357,7 +359,7 @@ class RayRenderPool:
     def wait_ready(self) -> int:
         """Start the workers and wait until each has loaded its pipeline (or failed); the number
         ready. Optional: :meth:`render` starts them itself and uses each as soon as it is ready."""
-        self._start()
+        self.start()
         waiting = [ref for ref, p in self._pending.items() if p[0] == "prepare"]
         if waiting:
             ready, _ = self.ray.wait(waiting, num_returns=len(waiting), timeout=self.start_timeout)
@@ -437,7 +439,7 @@ class RayRenderPool:
             progress(done, state.total)
         cancelled = False
         if state.items:
-            self._start()
+            self.start()
             try:
                 cancelled = self._loop(runs, state, progress, cancel)
             except KeyboardInterrupt:
@@ -559,6 +561,17 @@ def _first_line(err: BaseException) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # What the CLI calls
+
+
+def preflight(address: str) -> ClusterAddress:
+    """Check ``--ray ADDRESS`` before anything is written: the address, Ray installed, and an
+    existing cluster reachable (connected, then left: :func:`render_on_ray` connects again)."""
+    where = parse_address(address)
+    ray = import_ray()
+    if not where.local and not ray.is_initialized():
+        with Cluster(where):
+            pass
+    return where
 
 
 def ray_backend_name(settings: Settings) -> str:
