@@ -191,9 +191,8 @@ def test_killed_worker_panel_retried_elsewhere_exactly_once(pool, local, cluster
 
     def progress(done: int, total: int) -> None:
         if done == 1 and not killed:  # a short panel is done; the slow panel 1 is still rendering
-            killed.extend(pool.busy)
-            for handle in killed:
-                cluster.kill(handle)
+            killed.append(pool.busy[(0, 0)])
+            cluster.kill(killed[0])
 
     (report,) = pool.render([StoryRun(services.engine(project), SIX)], progress=progress)
     assert len(killed) == 1 and pool.retries == 1
@@ -205,8 +204,11 @@ def test_killed_worker_panel_retried_elsewhere_exactly_once(pool, local, cluster
 def test_ctrl_c_stops_the_workers_and_keeps_finished_panels(pool, local, tmp_path):
     services, project = _ray_project(local, tmp_path)
 
+    on_worker = []
+
     def progress(done: int, total: int) -> None:
         if done == 2:
+            on_worker.extend(pool.busy)
             raise KeyboardInterrupt  # what Ctrl+C raises in the driver
 
     fast = story(*SIX.panels[1:], seed=5)  # one worker left (the previous test killed the other)
@@ -214,6 +216,9 @@ def test_ctrl_c_stops_the_workers_and_keeps_finished_panels(pool, local, tmp_pat
     assert report.cancelled and not report.ok
     kept = [r for r in report.results if r.ok]
     assert len(kept) == 2 and all(r.status == "cancelled" for r in report.results if not r.ok)
+    # The third panel was on the worker (it gets its next panel before the driver writes the
+    # last one): dropped with the worker, never written.
+    assert len(on_worker) == 1 and report.results[on_worker[0][1]].status == "cancelled"
     for result in report.results:
         assert len(project.versions(result.index)) == (1 if result.ok else 0)
     assert pool.actors == [] and "cancelled" in report.summary()

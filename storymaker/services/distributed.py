@@ -373,9 +373,9 @@ class RayRenderPool:
         return [a.handle for a in self.actors]
 
     @property
-    def busy(self) -> list[Any]:
-        """The handles of the workers rendering a panel now."""
-        return [a.handle for a in self.actors if a.busy]
+    def busy(self) -> dict[tuple[int, int], Any]:
+        """(run number, panel index) -> the handle of the worker rendering that panel now."""
+        return {(p[2].run, p[2].job.index): p[1].handle for p in self._in_flight()}
 
     def info(self) -> list[dict[str, Any]]:
         """``PanelWorker.info()`` of every live, started worker."""
@@ -446,8 +446,9 @@ class RayRenderPool:
                 logger.info("interrupted: stopping the Ray workers, finished panels are kept")
                 cancelled = True
             if cancelled:
+                unfinished = list(state.items) + [p[2] for p in self._in_flight()]
                 self.close()  # a worker mid-panel cannot be interrupted: stop it, write nothing
-                for item in list(state.items) + [p[2] for p in self._in_flight()]:
+                for item in unfinished:
                     state.results.setdefault((item.run, item.job.index), PanelResult(
                         item.job.index, STATUS_CANCELLED, seed=item.job.seed,
                         error="Cancelled before it finished."))
@@ -455,7 +456,9 @@ class RayRenderPool:
         backend_name = runs[0].engine.backend.name if runs else self.backend
         reports = []
         for number, keys in enumerate(order):
-            results = tuple(state.results[key] for key in keys)
+            # A panel with no result was interrupted between two steps here (Ctrl+C): cancelled.
+            results = tuple(state.results.get(key) or PanelResult(
+                key[1], STATUS_CANCELLED, error="Cancelled before it finished.") for key in keys)
             reports.append(RenderReport(results, backend=backend_name, cancelled=cancelled))
         return reports
 
@@ -477,11 +480,7 @@ class RayRenderPool:
         while state.items or self._in_flight():
             if cancel is not None and cancel.is_set():
                 return True
-            for actor in self.actors:  # panels go to workers as they free up
-                if actor.ready and not actor.busy and state.items:
-                    item = state.items.popleft()
-                    actor.busy = True
-                    self._pending[actor.handle.render.remote(item.job, item.refs)] = ("render", actor, item)
+            self._assign(state)
             if not self._pending:  # no worker left, none starting
                 reason = "; ".join(dict.fromkeys(self.errors)) or "every Ray worker stopped"
                 self._fail_all(state, f"No Ray worker could render it: {reason}.")
@@ -497,6 +496,14 @@ class RayRenderPool:
                 if progress is not None:
                     progress(len(state.results), state.total)
         return False
+
+    def _assign(self, state: _State) -> None:
+        """Give each free, ready worker the next panel (panels go to workers as they free up)."""
+        for actor in self.actors:
+            if actor.ready and not actor.busy and state.items:
+                item = state.items.popleft()
+                actor.busy = True
+                self._pending[actor.handle.render.remote(item.job, item.refs)] = ("render", actor, item)
 
     def _settle(self, ref: Any, runs, state: _State) -> None:
         ray = self.ray
@@ -534,6 +541,7 @@ class RayRenderPool:
                                              error=f"Ray could not run this panel: {_first_line(err)}")
             return
         actor.busy = False
+        self._assign(state)  # the worker starts its next panel while this one is written
         if key in state.results:  # never written twice
             logger.warning("panel %d arrived twice: the second copy is dropped", item.job.index + 1)
             return
