@@ -459,7 +459,8 @@ class RayRenderPool:
             # A panel with no result was interrupted between two steps here (Ctrl+C): cancelled.
             results = tuple(state.results.get(key) or PanelResult(
                 key[1], STATUS_CANCELLED, error="Cancelled before it finished.") for key in keys)
-            reports.append(RenderReport(results, backend=backend_name, cancelled=cancelled))
+            stopped = cancelled and any(r.status == STATUS_CANCELLED for r in results)
+            reports.append(RenderReport(results, backend=backend_name, cancelled=stopped))
         return reports
 
     def _conditioning_ref(self, engine: Any, slot: Any, shared: dict) -> Any:
