@@ -5,7 +5,8 @@ One local Ray cluster for the module (2 CPUs, no dashboard), the tiny backend at
 panels on two workers give the same images and seeds as the local engine, and a second story in
 the same call goes to its own project; each worker loads the pipeline once and each character's
 conditioning is computed once (then fetched from the object store); a worker killed mid-panel has
-its panel retried on the other, every panel kept exactly once; Ctrl+C keeps the finished panels; `render --ray` renders a story on
+its panel retried on the other, every panel kept exactly once; Ctrl+C keeps the finished panels; a worker
+without the weights says so; `render --ray` renders a story on
 the cluster (and `batch` the same images locally); without Ray, --ray says how to install it and
 changes nothing. Worker start-up (importing torch and diffusers) is most of this module's time.
 """
@@ -222,6 +223,18 @@ def test_ctrl_c_stops_the_workers_and_keeps_finished_panels(pool, local, tmp_pat
     for result in report.results:
         assert len(project.versions(result.index)) == (1 if result.ok else 0)
     assert pool.actors == [] and "cancelled" in report.summary()
+
+
+def test_a_worker_without_the_weights_says_so(cluster, settings, local, tmp_path):
+    """The real backend on a node without the weights: every panel fails with the loader's own
+    message, naming the worker; nothing is written."""
+    services, project = _ray_project(local, tmp_path)
+    missing = settings.replace(backend="storymaker", base_model=str(tmp_path / "no-such-sdxl"))
+    with RayRenderPool("storymaker", missing, workers=1) as pool:
+        (report,) = pool.render([StoryRun(services.engine(project), story(panel("a lighthouse")))])
+    (result,) = report.results
+    assert result.status == "error" and "no-such-sdxl" in result.error and "Ray worker" in result.error
+    assert project.versions(0) == []
 
 
 def test_cli_render_on_ray(cluster, tmp_path, capsys):
