@@ -75,7 +75,7 @@ def main() -> int:
     import torch
 
     from storymaker.config import Settings
-    from storymaker.services import distributed
+    from storymaker import distributed
     from storymaker.services.container import build_services
     from storymaker.services.pipelines import PipelineCache
 

@@ -1,4 +1,4 @@
-"""Rendering on a Ray cluster (storymaker.services.distributed, `render --ray`, `batch`).
+"""Rendering on a Ray cluster (storymaker.distributed, `render --ray`, `batch`).
 
 One local Ray cluster for the module (2 CPUs, no dashboard), the tiny backend at 64x64, 2 steps
 (one panel at 24 steps, long enough to kill its worker while it renders). What these prove: six
@@ -21,9 +21,9 @@ import pytest
 from render_helpers import PHOTO, ROOT, panel, pixels, story, tiny_settings
 from storymaker.cli import main
 from storymaker.errors import ConfigError, InvalidInputError
-from storymaker.services import distributed
+from storymaker import distributed
 from storymaker.services.container import build_services
-from storymaker.services.distributed import RayRenderPool, StoryRun, parse_address
+from storymaker.distributed import RayRenderPool, StoryRun, parse_address
 from storymaker.services.pipelines import PipelineCache
 
 SIX = story(

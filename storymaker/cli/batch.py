@@ -93,7 +93,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.backend:
         settings = settings.replace(backend=args.backend)
     if args.ray:
-        from ..services.distributed import driver_services, preflight
+        from ..distributed import driver_services, preflight
 
         preflight(args.ray)  # a clear message before anything is written
         services = driver_services(settings)
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         loaded.append((story_path, project, story, poses, out))
 
     if args.ray:
-        from ..services.distributed import StoryRun
+        from ..distributed import StoryRun
 
         runs = [StoryRun(services.engine(project), story, None, args.seed) for _, project, story, _, _ in loaded]
         reports = render_runs_on_ray(args, services, runs)
@@ -152,7 +152,7 @@ def render_runs_on_ray(args: argparse.Namespace, services, runs):
     Ctrl+C stops the workers and keeps the finished panels."""
     from tqdm import tqdm
 
-    from ..services.distributed import render_on_ray
+    from ..distributed import render_on_ray
 
     bar = tqdm(total=0, unit="panel", desc=f"render on Ray ({services.backend_name})", file=sys.stderr,
                dynamic_ncols=True)

@@ -181,7 +181,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.replace(backend=args.backend)
 
     if getattr(args, "ray", None):
-        from ..services.distributed import driver_services, preflight
+        from ..distributed import driver_services, preflight
 
         preflight(args.ray)  # a clear message before anything is written
         services = driver_services(settings)  # the workers load the model, not this machine
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = services.engine(project)
     run_indices = indices if indices is not None else list(range(len(story.panels)))
     if getattr(args, "ray", None):
-        from ..services.distributed import StoryRun
+        from ..distributed import StoryRun
         from .batch import render_runs_on_ray
 
         (report,) = render_runs_on_ray(args, services, [StoryRun(engine, story, indices, args.seed)])

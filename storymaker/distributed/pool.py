@@ -1,261 +1,34 @@
-"""Render stories on a Ray cluster: one actor per GPU, the driver keeps the project.
+"""The driver: plans the panels, shares them out to the workers, keeps every image it gets back.
 
-- :func:`parse_address` / :func:`connect`: ``local:N`` starts a local Ray cluster with N CPU slots
-  (one worker each); ``auto``, ``ray://host:10001`` or ``host:6379`` joins an existing cluster.
-- :class:`PanelWorker` (a Ray actor, ``num_gpus=1`` when the cluster has GPUs): builds the backend
-  once and keeps its pipeline loaded for its whole life; renders one :class:`PanelJob` at a time and
-  returns the image (it never writes a project).
-- :class:`RayRenderPool`: the driver side. Plans each panel with the project's
-  :class:`~storymaker.services.render.RenderEngine` (the same seeds and settings as a local render),
-  puts each character's conditioning in Ray's object store once, hands panels to workers as they
-  free up, and keeps each image with ``engine.keep`` (the same atomic version write as a local
-  render) as it arrives. A worker that dies has its panel retried on another; Ctrl+C or ``cancel``
-  stops the run and keeps the finished panels.
-
-Ray is optional: nothing here imports it before :func:`import_ray`, which says how to install it.
+Each panel is planned with the project's :class:`~storymaker.services.render.RenderEngine` (the
+same seeds and settings as a local render); each character's conditioning goes into Ray's object
+store once; a free worker gets the next panel; each image is kept with ``engine.keep`` (the same
+atomic version write as a local render) as it arrives. A worker that dies has its panel retried
+on another; Ctrl+C or ``cancel`` stops the workers and keeps the finished panels.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import Settings
-from ..errors import ConfigError, InvalidInputError, StoryMakerError
-from .jobs import STATUS_CANCELLED, STATUS_ERROR, STATUS_OK, PanelJob, PanelResult, RenderReport
+from ..errors import InvalidInputError, StoryMakerError
+from ..services.jobs import STATUS_CANCELLED, STATUS_ERROR, STATUS_OK, PanelJob, PanelResult, RenderReport
+from .cluster import Cluster, ClusterAddress, import_ray, parse_address
+from .worker import PanelWorker
 
 logger = logging.getLogger(__name__)
 
 #: ``progress(done, total)``: panels finished (kept, failed or cancelled) across the cluster.
 ClusterProgress = Callable[[int, int], None]
 
-INSTALL_HINT = (
-    "--ray needs Ray, which is not installed here: run `pip install ray` (the same Ray and Python "
-    "version on every node of the cluster), or render without --ray on this machine."
-)
 MAX_ATTEMPTS = 3  # a panel whose worker died is tried on at most this many workers
 START_TIMEOUT_S = 900.0  # no worker ready after this long: the cluster cannot host one
-
-
-def import_ray():
-    """The ``ray`` module, or a :class:`ConfigError` that says how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError(INSTALL_HINT) from None
-    return ray
-
-
-# ----------------------------------------------------------------------------------------------
-# Cluster
-
-
-@dataclass(frozen=True)
-class ClusterAddress:
-    """Where to render: ``local_workers`` for a local cluster started here, else ``address``."""
-
-    address: str | None = None
-    local_workers: int | None = None
-
-    @property
-    def local(self) -> bool:
-        return self.local_workers is not None
-
-    def __str__(self) -> str:
-        return f"local:{self.local_workers}" if self.local else str(self.address)
-
-
-def parse_address(text: str) -> ClusterAddress:
-    """``local:N`` (a local cluster with N workers), ``auto``, ``ray://host:port`` or ``host:port``."""
-    text = (text or "").strip()
-    if text.lower().startswith("local"):
-        _, sep, count = text.partition(":")
-        try:
-            workers = int(count) if sep else 0
-        except ValueError:
-            workers = 0
-        if not 1 <= workers <= 256:
-            raise InvalidInputError(
-                f"--ray {text!r}: write local:N with N workers from 1 to 256, e.g. --ray local:2."
-            )
-        return ClusterAddress(local_workers=workers)
-    if not text or any(c.isspace() for c in text):
-        raise InvalidInputError(
-            f"--ray {text!r}: give a cluster address (auto, ray://HOST:10001, HOST:6379) or local:N."
-        )
-    return ClusterAddress(address=text)
-
-
-class Cluster:
-    """A connection to Ray (a context manager). Reuses a connection this process already has
-    (tests start one per module); shuts down only what it started."""
-
-    def __init__(self, where: ClusterAddress, *, object_store_mb: int | None = 512, verbose: bool = False):
-        self.where = where
-        self.object_store_mb = object_store_mb
-        self.verbose = verbose
-        self.ray = import_ray()
-        self._owned = False
-
-    def __enter__(self) -> "Cluster":
-        ray = self.ray
-        if ray.is_initialized():
-            return self
-        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=self.verbose)
-        if self.where.local:
-            package_root = str(Path(__file__).resolve().parents[2])
-            kwargs.update(
-                num_cpus=self.where.local_workers,
-                # The workers import storymaker from this checkout, wherever the driver runs.
-                runtime_env={"env_vars": {"PYTHONPATH": _join_path(package_root)}},
-            )
-            if self.object_store_mb:
-                kwargs["object_store_memory"] = self.object_store_mb * 2**20
-        else:
-            kwargs["address"] = self.where.address
-        try:
-            ray.init(**kwargs)
-        except (ConnectionError, ValueError, RuntimeError) as err:
-            raise ConfigError(
-                f"Could not reach the Ray cluster at {self.where}: {str(err).rstrip('. ')}. Check the "
-                "address (auto needs `ray start` on this machine; ray://HEAD:10001 needs "
-                "`pip install \"ray[client]\"` here) or use --ray local:N."
-            ) from None
-        self._owned = True
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._owned:
-            self.ray.shutdown()
-            self._owned = False
-
-    def gpus(self) -> int:
-        return int(self.ray.cluster_resources().get("GPU", 0))
-
-    def gpus_per_worker(self, workers: int) -> float:
-        """1 on a cluster with a GPU per worker; a share of one GPU when ``local:N`` asks for more
-        workers than this machine has GPUs; 0 on a CPU-only cluster."""
-        gpus = self.gpus()
-        return 0.0 if not gpus else min(1.0, gpus / max(1, workers))
-
-    def default_workers(self) -> int:
-        """One worker per GPU; on a CPU-only cluster one per node (``local:N``: N)."""
-        if self.where.local:
-            return int(self.where.local_workers)
-        if self.gpus():
-            return self.gpus()
-        nodes = [n for n in self.ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1]
-        return max(1, len(nodes))
-
-
-def _join_path(first: str) -> str:
-    rest = os.environ.get("PYTHONPATH", "")
-    return first + (os.pathsep + rest if rest else "")
-
-
-# ----------------------------------------------------------------------------------------------
-# The worker (a Ray actor)
-
-
-class _Conditionings:
-    """What a backend's ``render`` reads as its ``registry`` on a worker: the conditioning fetched
-    from the object store, by (name, outfit)."""
-
-    def __init__(self, table: dict[tuple[str, str | None], Any]):
-        self._table = table
-
-    def conditioning(self, name: str, outfit: str | None = None):
-        return self._table[(name.casefold(), outfit or None)]
-
-
-class PanelWorker:
-    """A Ray actor that renders panels with one backend whose pipeline stays loaded for its life.
-
-    Never writes a project: ``render`` returns the image (or the reason it failed) to the driver.
-    """
-
-    def __init__(self, backend: str, settings: Settings, threads: int | None = None):
-        if threads:
-            import torch
-
-            torch.set_num_threads(int(threads))
-        from .container import make_backend
-        from .pipelines import PipelineCache
-
-        self._cache = PipelineCache()
-        self._backend = make_backend(backend, settings, self._cache)
-        self._conditioning: dict[str, Any] = {}  # object id -> CharacterConditioning
-        self._fetches = 0
-        self._panels = 0
-
-    def prepare(self) -> str | None:
-        """Load the pipeline; the error message a user can act on when it cannot be loaded."""
-        try:
-            self._backend.prepare()
-        except StoryMakerError as err:
-            return f"{err} (on Ray worker {_where()})"
-        return None
-
-    def render(self, job: PanelJob, characters: Sequence[Any]) -> dict[str, Any]:
-        """Render ``job``; ``characters``: one conditioning ObjectRef per slot of ``job.characters``."""
-        started = time.perf_counter()
-        try:
-            table = {
-                (slot.name.casefold(), slot.outfit or None): self._fetch(ref)
-                for slot, ref in zip(job.characters, characters)
-            }
-            image = self._backend.render(job, registry=_Conditionings(table), on_step=_ignore, cancel=None)
-        except StoryMakerError as err:
-            return {"status": STATUS_ERROR, "error": str(err), "seconds": time.perf_counter() - started}
-        except Exception as err:  # noqa: BLE001 - one panel's bug must not stop the worker
-            logger.exception("panel %d failed unexpectedly", job.index + 1)
-            return {
-                "status": STATUS_ERROR,
-                "error": f"Unexpected {type(err).__name__} on Ray worker {_where()}: {err}. The other "
-                "panels are kept; run with -v for the worker's log and report it as a bug.",
-                "seconds": time.perf_counter() - started,
-            }
-        self._panels += 1
-        return {"status": STATUS_OK, "image": image, "seconds": time.perf_counter() - started}
-
-    def _fetch(self, ref: Any):
-        import ray
-
-        key = ref.hex()
-        if key not in self._conditioning:
-            self._conditioning[key] = ray.get(ref)
-            self._fetches += 1
-        return self._conditioning[key]
-
-    def info(self) -> dict[str, Any]:
-        """What this worker did: pipeline loads, conditionings fetched, panels rendered, where."""
-        return {
-            "pid": os.getpid(),
-            "where": _where(),
-            "pipeline_loads": sum(self._cache.loads.values()),
-            "conditioning_fetches": self._fetches,
-            "panels": self._panels,
-        }
-
-
-def _ignore(step: int, steps: int) -> None:
-    return None
-
-
-def _where() -> str:
-    import socket
-
-    return f"{socket.gethostname()} pid {os.getpid()}"
-
-
-# ----------------------------------------------------------------------------------------------
-# The driver
 
 
 @dataclass(frozen=True)
@@ -467,7 +240,7 @@ class RayRenderPool:
         key = (slot.name.casefold(), slot.outfit or None)
         if key not in shared:
             if engine.registry is None:
-                from .backends import _conditioning
+                from ..services.backends import _conditioning
 
                 _conditioning(None, slot)  # raises the "no character registry" RenderError
             shared[key] = self.ray.put(engine.registry.conditioning(slot.name, outfit=slot.outfit))
@@ -572,17 +345,6 @@ def _first_line(err: BaseException) -> str:
 # What the CLI calls
 
 
-def preflight(address: str) -> ClusterAddress:
-    """Check ``--ray ADDRESS`` before anything is written: the address, Ray installed, and an
-    existing cluster reachable (connected, then left: :func:`render_on_ray` connects again)."""
-    where = parse_address(address)
-    ray = import_ray()
-    if not where.local and not ray.is_initialized():
-        with Cluster(where):
-            pass
-    return where
-
-
 def ray_backend_name(settings: Settings) -> str:
     """The backend the workers use: ``auto`` means the real model (the GPUs are on the workers,
     not necessarily here); ``draft`` is refused by :class:`RayRenderPool`."""
@@ -592,7 +354,7 @@ def ray_backend_name(settings: Settings) -> str:
 def driver_services(settings: Settings):
     """The services the driver needs: projects, registries, planning, metadata; its backend is
     never loaded here (the workers load theirs), so the driver needs no GPU."""
-    from .container import build_services, make_backend, real_perception, tiny_perception
+    from ..services.container import build_services, make_backend, real_perception, tiny_perception
 
     name = ray_backend_name(settings)
     if name not in ("storymaker", "tiny"):
