@@ -16,7 +16,7 @@ from ..config import Settings
 from ..errors import StoryMakerError
 
 # Command-group modules, in the order they appear in --help.
-COMMAND_MODULES = ("render", "characters", "poses", "styles", "score", "adapter", "system")
+COMMAND_MODULES = ("render", "batch", "characters", "poses", "styles", "score", "adapter", "system")
 
 
 def build_parser() -> argparse.ArgumentParser:

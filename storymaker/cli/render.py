@@ -50,7 +50,18 @@ def register(subparsers) -> None:
                         help="render N seeds per panel, keep all, select the best-scoring one "
                              "(default: STORYMAKER_BEST_OF or 1; scores: python -m storymaker score)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_ray_options(parser)
     parser.set_defaults(func=run)
+
+
+def add_ray_options(parser) -> None:
+    """``--ray ADDRESS`` and ``--ray-workers N`` (docs/ray.md); shared with ``batch``."""
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help="render on a Ray cluster: auto, ray://HOST:10001, or local:N for a local "
+                        "cluster with N workers (needs `pip install ray`; see docs/ray.md)")
+    parser.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                        help="with --ray: how many workers (default: one per GPU of the cluster; "
+                        "on a CPU-only cluster one per node; local:N: N)")
 
 
 def parse_panels(text: str | None, count: int) -> list[int] | None:
@@ -199,7 +210,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise InvalidInputError("--best-of must be between 1 and 16.")
         settings = settings.replace(best_of=args.best_of)
 
-    services = build_services(settings)
+    if getattr(args, "ray", None):
+        from ..distributed import driver_services, preflight
+
+        preflight(args.ray)  # a clear message before anything is written
+        services = driver_services(settings)  # the workers load the model, not this machine
+    else:
+        services = build_services(settings)
     if services.backend_reason:
         print(services.backend_reason, file=sys.stderr)
     project = services.open_project(args.project, create=True)
@@ -217,11 +234,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = services.engine(project)
     run_indices = indices if indices is not None else list(range(len(story.panels)))
-    bar, progress = _progress_bar(story, run_indices, services.backend_name)
-    try:
-        report = engine.render_story(story, panels=indices, seed=args.seed, progress=progress)
-    finally:
-        bar.close()
+    if getattr(args, "ray", None):
+        from ..distributed import StoryRun
+        from .batch import render_runs_on_ray
+
+        (report,) = render_runs_on_ray(args, services, [StoryRun(engine, story, indices, args.seed)])
+    else:
+        bar, progress = _progress_bar(story, run_indices, services.backend_name)
+        try:
+            report = engine.render_story(story, panels=indices, seed=args.seed, progress=progress)
+        finally:
+            bar.close()
     for result in report.results:
         if result.ok:
             best = f", best of {settings.best_of}" if settings.best_of > 1 else ""

@@ -110,6 +110,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _slug(name: str) -> str:
-    from ..services.characters import slugify
+    from ..services.character_records import slugify
 
     return slugify(name)

@@ -284,7 +284,7 @@ class RenderEngine:
                 logger.warning("backend %s unavailable: %s", self.backend.name, err)
                 failed = tuple(PanelResult(index, STATUS_ERROR, error=str(err)) for index, _, _ in items)
                 return RenderReport(failed, backend=self.backend.name)
-            panel_ids = self._panel_ids(story, keep)
+            panel_ids = self.panel_ids(story, keep)
             for position, (index, seed, source) in enumerate(items):
                 if cancelled or (cancel is not None and cancel.is_set()):
                     cancelled = True
@@ -383,10 +383,7 @@ class RenderEngine:
         try:
             job = self.job(story, index, seed=seed, story_seed=story_seed, seed_source=seed_source)
             image = self.backend.render(job, registry=self.registry, on_step=on_step, cancel=cancel)
-            metadata = self._metadata(job)
-            metadata.update(recorded(image))  # what the backend measured: head boxes (domain/heads.py)
-            metadata.update(extra_meta or {})
-            metadata.update(self._scores(job, image))
+            metadata = self._record(job, image, extra_meta)
             version = self._keep(panel_id, image, metadata) if keep else None
         except RenderCancelled as err:
             logger.info("panel %d cancelled", index + 1)
@@ -417,6 +414,24 @@ class RenderEngine:
         scores = score_render_safely(self.scorer, job, image)
         return {} if scores is None else {"scores": scores}
 
+    def _record(self, job: PanelJob, image: Image.Image, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The version's metadata: the job's settings, what the backend measured (head boxes,
+        domain/heads.py), ``extra_meta`` and the consistency scores."""
+        metadata = self._metadata(job)
+        metadata.update(recorded(image))
+        metadata.update(extra_meta or {})
+        metadata.update(self._scores(job, image))
+        return metadata
+
+    def keep(self, job: PanelJob, image: Image.Image, *, panel_id: str | None, seconds: float = 0.0) -> PanelResult:
+        """Keep an image rendered elsewhere for ``job`` (planned with :meth:`job`, e.g. rendered on
+        a Ray worker) under ``panel_id`` (from :meth:`panel_ids`): the same metadata and the same
+        atomic version write as a local render."""
+        metadata = self._record(job, image)
+        version = self._keep(panel_id, image, metadata)
+        return PanelResult(job.index, STATUS_OK, seed=job.seed, image=image, version=version,
+                           seconds=seconds, metadata=metadata)
+
     def _metadata(self, job: PanelJob) -> dict[str, Any]:
         record = job.settings_record()
         record.update(
@@ -427,7 +442,7 @@ class RenderEngine:
         )
         return record
 
-    def _panel_ids(self, story: Story, keep: bool) -> list[str]:
+    def panel_ids(self, story: Story, keep: bool = True) -> list[str]:
         """The identity of each panel of ``story`` in the project ([] when nothing is kept)."""
         if not keep or self.project is None:
             return []
