@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     parser.add_argument("--size", default=None, metavar="WxH",
                         help="render every panel at this size (replaces the script's sizes)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps for every panel")
+    parser.add_argument("--quality", choices=("standard", "fast"), default=None,
+                        help="fast: 4 steps with the SDXL-Lightning LoRA, guidance 1 (replaces --steps and the "
+                             "script's steps/guidance); default: STORYMAKER_QUALITY or standard")
     parser.add_argument("--characters", nargs="+", default=(), metavar="NAME=PHOTO",
                         help="register these characters in the project first (kept if already there; --overwrite re-registers them)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
@@ -168,6 +171,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidInputError("--steps must be at least 1.")
     if args.backend:
         settings = settings.replace(backend=args.backend)
+    if getattr(args, "quality", None):
+        settings = settings.replace(quality=args.quality)
 
     services = build_services(settings)
     if services.backend_reason:

@@ -58,10 +58,24 @@ def load_fast_lora(pipe, source: Any) -> None:
     or a state dict) into ``pipe``'s UNet, inactive."""
     from .weights import FAST_LORA_FILENAME
 
+    # PEFT freezes the base weights it wraps. On the CPU, float16 F.linear takes another kernel for a
+    # weight without requires_grad (other rounding), so a pipeline built with trainable flags (the tiny
+    # one) would render differently after loading: put every flag back as it was.
+    flags = [(param, param.requires_grad) for param in pipe.unet.parameters()]
+    try:
+        _load(pipe, source, FAST_LORA_FILENAME)
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
+    _activate(pipe, False)
+    logger.info("loaded the Fast LoRA (inactive until a Fast render)")
+
+
+def _load(pipe, source: Any, filename: str) -> None:
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         if path.is_dir():
-            path = path / FAST_LORA_FILENAME
+            path = path / filename
         if not path.is_file():
             raise WeightsNotFoundError(
                 f"The Fast preset's LoRA {path} is missing: run `python -m storymaker download`, or set "
@@ -70,8 +84,6 @@ def load_fast_lora(pipe, source: Any) -> None:
         pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=FAST_ADAPTER)
     else:
         pipe.load_lora_weights(dict(source), adapter_name=FAST_ADAPTER)
-    _activate(pipe, False)
-    logger.info("loaded the Fast LoRA (inactive until a Fast render)")
 
 
 def ensure_fast_lora(pipe) -> None:
@@ -95,10 +107,7 @@ def fast_scheduler(scheduler):
     pipeline and kept, so that the pipeline's own scheduler is never reconfigured)."""
     from diffusers import EulerDiscreteScheduler
 
-    config = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
-    config.update(timestep_spacing="trailing", prediction_type=config.get("prediction_type", "epsilon"))
-    known = set(EulerDiscreteScheduler.__init__.__code__.co_varnames)
-    return EulerDiscreteScheduler(**{k: v for k, v in config.items() if k in known})
+    return EulerDiscreteScheduler.from_config(scheduler.config, timestep_spacing="trailing")
 
 
 @contextlib.contextmanager

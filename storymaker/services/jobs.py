@@ -76,6 +76,7 @@ class PanelJob:
     lora_scale: float = 0.8
     controlnet_conditioning_scale: float = 0.7
     seed_source: str = "derived"  # "explicit" (script/argument), "derived" or "reroll"
+    quality: str = "standard"  # "fast": the Fast preset (SDXL-Lightning LoRA, storymaker/models/fast.py)
 
     def settings_record(self) -> dict[str, Any]:
         """The settings recorded with a version (JSON-ready)."""
@@ -98,6 +99,7 @@ class PanelJob:
             "ip_adapter_scale": self.ip_adapter_scale,
             "lora_scale": self.lora_scale,
             "controlnet_conditioning_scale": self.controlnet_conditioning_scale if self.pose else None,
+            "quality": self.quality,
         }
 
 
