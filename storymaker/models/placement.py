@@ -84,7 +84,9 @@ class Placement:
         self.device = torch.device(device)
         self.host = torch.device(host)
         self.mode = mode
-        self.mover = mover or (lambda module, device: module.to(device))
+        # Host copies are pinned on CUDA machines, so the copy to the GPU may run asynchronously (the
+        # forward that follows is queued on the same stream).
+        self.mover = mover or (lambda module, device: module.to(device, non_blocking=device.type == "cuda"))
         self.location: dict[str, str] = {}
         self.moves: list[tuple[str, str]] = []  # (component, ACCELERATOR or HOST), in order
         self._host_copies: dict[str, dict[str, torch.Tensor]] = {}
