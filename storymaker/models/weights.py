@@ -297,9 +297,11 @@ def is_present(spec: ModelSpec) -> bool:
     return status(spec).present
 
 
-def weights_status(settings: "Settings", *, with_controlnet: bool = True, perception: bool = True) -> list[WeightStatus]:
-    """Status of every model the configuration names (for ``doctor``)."""
-    return [status(spec) for spec in model_specs(settings, with_controlnet=with_controlnet, perception=perception)]
+def weights_status(settings: "Settings", *, with_controlnet: bool = True, perception: bool = True,
+                   fast: bool = False) -> list[WeightStatus]:
+    """Status of every model the configuration names (``fast``: the Fast preset's LoRA too)."""
+    return [status(spec) for spec in model_specs(settings, with_controlnet=with_controlnet, perception=perception,
+                                                 fast=fast)]
 
 
 def missing_error(statuses: Iterable[WeightStatus], *, reason: str = "") -> WeightsNotFoundError:
