@@ -18,14 +18,16 @@ from .errors import ConfigError
 ENV_PREFIX = "STORYMAKER_"
 
 BACKENDS = ("auto", "storymaker", "draft", "tiny")
-#: Where the pipeline's components live on a GPU (storymaker/models/placement.py, docs/gpu.md).
-MEMORY_MODES = ("auto", "resident", "balanced", "offload")
-#: Render quality presets: "standard" (the settings' steps and guidance) or "fast" (4 steps, SDXL-Lightning).
-QUALITIES = ("standard", "fast")
 
 
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "storymaker"
+
+
+#: Where the pipeline's components live on a GPU (storymaker/models/placement.py, docs/gpu.md).
+MEMORY_MODES = ("auto", "resident", "balanced", "offload")
+#: Render quality presets: "standard" (the settings' steps and guidance) or "fast" (4 steps, SDXL-Lightning).
+QUALITIES = ("standard", "fast")
 
 
 @dataclass(frozen=True)
@@ -55,16 +57,6 @@ class Settings:
     vae_tiling: bool = False
     fuse_lora: bool = True
 
-    # GPU memory and the Fast preset (docs/gpu.md).
-    # memory_mode: "resident" (everything on the GPU), "balanced" (UNet, adapter, ControlNet and VAE
-    # resident; text and image encoders on the GPU only while they run), "offload" (diffusers' model
-    # CPU offload), "auto" (offload when CPU_OFFLOAD=1, resident on the CPU and on ZeroGPU, else balanced).
-    memory_mode: str = "auto"
-    quality: str = "standard"  # "standard" or "fast" (the default preset of the CLI and the app)
-    fast_lora: str = "ByteDance/SDXL-Lightning"  # hub id or local folder/file of the 4-step LoRA
-    fast_lora_filename: str = "sdxl_lightning_4step_lora.safetensors"
-    fast_steps: int = 4  # the step count the Fast LoRA was distilled for
-
     # Render defaults (the authors' demo values).
     width: int = 960
     height: int = 1280
@@ -79,6 +71,16 @@ class Settings:
     max_upload_mb: int = 20
     max_project_mb: int = 2048  # largest project .zip (uncompressed) that import accepts
     session_max_age_hours: float = 24.0
+
+    # GPU memory and the Fast preset (docs/gpu.md).
+    # memory_mode: "resident" (everything on the GPU), "balanced" (UNet, adapter, ControlNet and VAE
+    # resident; text and image encoders on the GPU only while they run), "offload" (diffusers' model
+    # CPU offload), "auto" (offload when CPU_OFFLOAD=1, resident on the CPU and on ZeroGPU, else balanced).
+    memory_mode: str = "auto"
+    quality: str = "standard"  # "standard" or "fast" (the default preset of the CLI and the app)
+    fast_lora: str = "ByteDance/SDXL-Lightning"  # hub id or local folder/file of the 4-step LoRA
+    fast_lora_filename: str = "sdxl_lightning_4step_lora.safetensors"
+    fast_steps: int = 4  # the step count the Fast LoRA was distilled for
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -98,11 +100,6 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, str) and _field_type(f) is not str:
                 object.__setattr__(self, f.name, _parse(f, value, f.name))
-        if self.backend not in BACKENDS:
-            raise ConfigError(
-                f"Unknown backend {self.backend!r}: use one of {', '.join(BACKENDS)} "
-                f"(set {ENV_PREFIX}BACKEND or --backend)."
-            )
         if self.memory_mode not in MEMORY_MODES:
             raise ConfigError(
                 f"Unknown memory mode {self.memory_mode!r}: use one of {', '.join(MEMORY_MODES)} "
@@ -115,6 +112,11 @@ class Settings:
             )
         if self.fast_steps < 1:
             raise ConfigError(f"{ENV_PREFIX}FAST_STEPS={self.fast_steps}: use the LoRA's step count (4).")
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"Unknown backend {self.backend!r}: use one of {', '.join(BACKENDS)} "
+                f"(set {ENV_PREFIX}BACKEND or --backend)."
+            )
         if self.width % 8 or self.height % 8 or self.width <= 0 or self.height <= 0:
             raise ConfigError(
                 f"Default size {self.width}x{self.height} is not usable: width and height must be "

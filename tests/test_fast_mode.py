@@ -10,7 +10,13 @@ from storymaker.config import Settings
 from storymaker.errors import ConfigError, WeightsNotFoundError
 from storymaker.models import weights
 from storymaker.models.fast import FAST_ADAPTER, ensure_fast_lora, fast_lora_loaded
-from storymaker.models.tiny import tiny_conditioning, tiny_lightning_lora, tiny_pipeline
+from storymaker.models.tiny import tiny_conditioning, tiny_lightning_lora, with_tiny_fast_lora
+from storymaker.models.tiny import tiny_pipeline as plain_tiny_pipeline
+
+
+def tiny_pipeline(**kwargs):
+    """The tiny pipeline with a tiny Lightning-style LoRA as its Fast LoRA (as the tiny backend has)."""
+    return with_tiny_fast_lora(plain_tiny_pipeline(**kwargs))
 
 
 def _render(pipe, *, fast=False, pose=None, seed=3):
@@ -167,9 +173,9 @@ def test_ui_fast_preset_end_to_end_on_the_tiny_backend(tmp_path):
     sid = ctx.sessions.new_session()
     story_tab.validate(ctx, sid, "a lighthouse on a cliff\n")
     assert "Fast" in render_tab.PRESET_NAMES and render_tab.preset("Fast").steps == 4
-    fast = render_tab.settings_from_widgets(64, 64, 4, 1.0, 0.8, 0.8, 0.7, 5, "Fast")
+    fast = render_tab.with_quality(render_tab.settings_from_widgets(64, 64, 4, 1.0, 0.8, 0.8, 0.7, 5), "Fast")
     assert "1 of 1 panel rendered" in render_tab.run_render(ctx, sid, "all", 1, fast)
-    standard = render_tab.settings_from_widgets(64, 64, 2, 7.5, 0.8, 0.8, 0.7, 5, "Standard")
+    standard = render_tab.with_quality(render_tab.settings_from_widgets(64, 64, 2, 7.5, 0.8, 0.8, 0.7, 5), "Standard")
     assert "Panel 1 rendered" in render_tab.run_render(ctx, sid, "panel", 1, standard)
     versions = ctx.project(sid).panel_renders(["a lighthouse on a cliff"])[0].versions
     assert [v.meta["quality"] for v in versions] == ["fast", "standard"]

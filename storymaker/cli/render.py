@@ -169,10 +169,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     size = parse_size(args.size) if args.size else None
     if args.steps is not None and args.steps < 1:
         raise InvalidInputError("--steps must be at least 1.")
-    if args.backend:
-        settings = settings.replace(backend=args.backend)
     if getattr(args, "quality", None):
         settings = settings.replace(quality=args.quality)
+    if args.backend:
+        settings = settings.replace(backend=args.backend)
 
     services = build_services(settings)
     if services.backend_reason:

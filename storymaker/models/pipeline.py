@@ -153,18 +153,16 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         *,
         device: str | torch.device = "cpu",
         cpu_offload: bool = False,
+        memory_mode: str | None = None,
         vae_slicing: bool = False,
         vae_tiling: bool = False,
         fuse_lora: bool = False,
         lora_scale: float = 0.8,
-        memory_mode: str | None = None,
     ) -> "StoryMakerPipeline":
-        """Place the pipeline (or enable model CPU offload) and set diffusers' memory options.
-
-        ``memory_mode`` ("auto", "resident", "balanced", "offload"; see :mod:`.placement`) places the
-        components with the placement policy; None keeps the older rule (``cpu_offload`` or all on
-        ``device``)."""
+        """Place the pipeline (or enable model CPU offload) and set diffusers' memory options."""
         device = torch.device(device)
+        # memory_mode ("auto", "resident", "balanced", "offload"): placed by the one placement policy
+        # (storymaker/models/placement.py); None keeps the older rule (cpu_offload, or all on device).
         if memory_mode is not None:
             from types import SimpleNamespace
 

@@ -218,10 +218,7 @@ def tiny_pipeline(seed: int = TINY_SEED, with_controlnet: bool = False, **kwargs
     """A StoryMakerPipeline on tiny components (CPU, float32)."""
     from .pipeline import StoryMakerPipeline
 
-    pipe = StoryMakerPipeline(**tiny_components(seed, with_controlnet=with_controlnet), **kwargs)
-    # The Fast preset's LoRA: a tiny random one in SDXL-Lightning's layout, loaded on first use.
-    pipe.fast_lora_source = lambda: tiny_lightning_lora(pipe.unet, seed)
-    return pipe
+    return StoryMakerPipeline(**tiny_components(seed, with_controlnet=with_controlnet), **kwargs)
 
 
 def tiny_conditioning(n: int = 1, seed: int = TINY_SEED) -> "list[CharacterConditioning]":
@@ -257,3 +254,9 @@ def tiny_lightning_lora(unet, seed: int = TINY_SEED, rank: int = 4) -> dict[str,
         state[f"{key}.lora_up.weight"] = torch.randn(module.out_features, rank, generator=generator) * 0.05
         state[f"{key}.alpha"] = torch.tensor(float(rank))
     return state
+
+
+def with_tiny_fast_lora(pipe, seed: int = TINY_SEED):
+    """``pipe`` with :func:`tiny_lightning_lora` as its Fast preset's LoRA (loaded on the first Fast call)."""
+    pipe.fast_lora_source = lambda: tiny_lightning_lora(pipe.unet, seed)
+    return pipe

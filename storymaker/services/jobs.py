@@ -75,8 +75,8 @@ class PanelJob:
     ip_adapter_scale: float = 0.8
     lora_scale: float = 0.8
     controlnet_conditioning_scale: float = 0.7
-    seed_source: str = "derived"  # "explicit" (script/argument), "derived" or "reroll"
     quality: str = "standard"  # "fast": the Fast preset (SDXL-Lightning LoRA, storymaker/models/fast.py)
+    seed_source: str = "derived"  # "explicit" (script/argument), "derived" or "reroll"
 
     def settings_record(self) -> dict[str, Any]:
         """The settings recorded with a version (JSON-ready)."""

@@ -56,18 +56,15 @@ class RenderSettings:
 
     def overrides(self) -> dict[str, Any]:
         return {
-            "quality": self.quality,
             "width": int(self.width), "height": int(self.height), "steps": int(self.steps),
             "guidance_scale": float(self.guidance_scale),
             "ip_adapter_scale": float(self.ip_adapter_scale), "lora_scale": float(self.lora_scale),
             "controlnet_conditioning_scale": float(self.controlnet_conditioning_scale),
+            "quality": self.quality,
         }
 
 
-def settings_from_widgets(width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed,
-                          quality_preset: str | None = None) -> RenderSettings:
-    """The widgets' values; ``quality_preset`` is the Quality radio's choice (the Fast preset renders
-    with its own steps and guidance)."""
+def settings_from_widgets(width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed) -> RenderSettings:
     from ..errors import InvalidInputError
 
     try:
@@ -77,9 +74,16 @@ def settings_from_widgets(width, height, steps, guidance, ip_scale, lora_scale, 
     if w % 8 or h % 8 or w <= 0 or h <= 0:
         raise InvalidInputError(f"Size {w}x{h} is not usable: width and height must be multiples of 8.")
     seed_value = None if seed in (None, "", -1) or (isinstance(seed, (int, float)) and seed < 0) else int(seed)
-    quality = preset(quality_preset).quality if quality_preset else "standard"
     return RenderSettings(w, h, int(steps), float(guidance), float(ip_scale), float(lora_scale),
-                          float(cn_scale), seed_value, quality)
+                          float(cn_scale), seed_value)
+
+
+def with_quality(options: RenderSettings, preset_name: str | None) -> RenderSettings:
+    """``options`` with the Quality radio's choice: the Fast preset renders with its own LoRA,
+    steps and guidance (any other preset only set the sliders)."""
+    import dataclasses
+
+    return dataclasses.replace(options, quality=preset(preset_name).quality if preset_name else "standard")
 
 
 def progress_reporter(progress: Callable[..., Any]) -> Callable[[int, int, int, int], None]:
@@ -203,8 +207,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     with gr.Row():
         with gr.Column(scale=4):
             quality = gr.Radio(list(PRESET_NAMES), label="Quality",
-                               value=next((p.name for p in PRESETS if p.quality == "fast"), None)
-                               if s.quality == "fast" else next((p.name for p in PRESETS if p.steps == s.steps), None))
+                               value=next((p.name for p in PRESETS if p.steps == s.steps), None))
             with gr.Row():
                 width = gr.Number(label="Width", value=s.width, precision=0, step=8, minimum=64)
                 height = gr.Number(label="Height", value=s.height, precision=0, step=8, minimum=64)
@@ -242,7 +245,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     def make_handler(mode: str):
         @gpu(duration=180)
         def handler(sid, number, w, h, st, g, ip, lo, cn, sd, q=None, progress=gr.Progress()):
-            options = settings_from_widgets(w, h, st, g, ip, lo, cn, sd, q)
+            options = with_quality(settings_from_widgets(w, h, st, g, ip, lo, cn, sd), q)
             message = run_render(ctx, sid, mode, number, options, progress)
             return message, panel_gallery(ctx, sid)
         handler.__name__ = f"render_{mode}"
