@@ -131,6 +131,10 @@ def test_resolve_memory_mode(tmp_path, monkeypatch):
     assert resolve_memory_mode(settings, "cpu") == "resident"
     assert resolve_memory_mode(settings.replace(cpu_offload=True), "cuda") == "offload"
     assert resolve_memory_mode(settings.replace(memory_mode="resident"), "cuda") == "resident"
+    from types import SimpleNamespace
+
+    zero_gpu_on = SimpleNamespace(memory_mode="auto", cpu_offload=False, zero_gpu="on")  # the app's ZeroGPU setting
+    assert resolve_memory_mode(zero_gpu_on, "cuda") == "resident"
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     assert resolve_memory_mode(settings, "cuda") == "resident"
     with pytest.raises(ConfigError, match="memory mode"):

@@ -44,14 +44,14 @@ HOST = "host"
 
 def resolve_memory_mode(settings: "Settings", device: torch.device | str) -> str:
     """``settings.memory_mode`` with "auto" decided: ``offload`` when ``cpu_offload`` is set;
-    ``resident`` on the CPU and on ZeroGPU Spaces (memory is not the limit there, moving is); else
-    ``balanced``."""
+    ``resident`` on the CPU and on ZeroGPU Spaces (``SPACES_ZERO_GPU`` set, or a ``zero_gpu`` setting
+    "on": memory is not the limit there, and models must stay where start-up put them); else ``balanced``."""
     mode = (getattr(settings, "memory_mode", "auto") or "auto").strip().lower()
     device = torch.device(device)
     if mode == "auto":
         if settings.cpu_offload:
             mode = "offload"
-        elif device.type == "cpu" or os.environ.get("SPACES_ZERO_GPU"):
+        elif device.type == "cpu" or os.environ.get("SPACES_ZERO_GPU") or getattr(settings, "zero_gpu", "") == "on":
             mode = "resident"
         else:
             mode = "balanced"

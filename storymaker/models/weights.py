@@ -556,6 +556,7 @@ def load_pipeline_components(
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
 
     from .adapter import StoryMakerAdapter, load_checkpoint_state
+    from .placement import resolve_memory_mode
 
     say = progress or (lambda message: None)
     if with_controlnet is None:
@@ -623,7 +624,7 @@ def load_pipeline_components(
         "vae_tiling": bool(settings.vae_tiling),
         "fuse_lora": bool(settings.fuse_lora),
         "lora_scale": float(settings.lora_scale),
-        "memory_mode": settings.memory_mode,
+        "memory_mode": resolve_memory_mode(settings, device),
     }
     return components, options
 
