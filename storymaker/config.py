@@ -25,6 +25,12 @@ def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "storymaker"
 
 
+#: Where the pipeline's components live on a GPU (storymaker/models/placement.py, docs/gpu.md).
+MEMORY_MODES = ("auto", "resident", "balanced", "offload")
+#: Render quality presets: "standard" (the settings' steps and guidance) or "fast" (4 steps, SDXL-Lightning).
+QUALITIES = ("standard", "fast")
+
+
 @dataclass(frozen=True)
 class Settings:
     # Where projects, session folders and caches live.
@@ -84,6 +90,16 @@ class Settings:
     max_project_mb: int = 2048  # largest project .zip (uncompressed) that import accepts
     session_max_age_hours: float = 24.0
 
+    # GPU memory and the Fast preset (docs/gpu.md).
+    # memory_mode: "resident" (everything on the GPU), "balanced" (UNet, adapter, ControlNet and VAE
+    # resident; text and image encoders on the GPU only while they run), "offload" (diffusers' model
+    # CPU offload), "auto" (offload when CPU_OFFLOAD=1, resident on the CPU and on ZeroGPU, else balanced).
+    memory_mode: str = "auto"
+    quality: str = "standard"  # "standard" or "fast" (the default preset of the CLI and the app)
+    fast_lora: str = "ByteDance/SDXL-Lightning"  # hub id or local folder/file of the 4-step LoRA
+    fast_lora_filename: str = "sdxl_lightning_4step_lora.safetensors"
+    fast_steps: int = 4  # the step count the Fast LoRA was distilled for
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
         """Build settings from ``STORYMAKER_*`` variables, then apply explicit ``overrides``."""
@@ -102,6 +118,18 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, str) and _field_type(f) is not str:
                 object.__setattr__(self, f.name, _parse(f, value, f.name))
+        if self.memory_mode not in MEMORY_MODES:
+            raise ConfigError(
+                f"Unknown memory mode {self.memory_mode!r}: use one of {', '.join(MEMORY_MODES)} "
+                f"(set {ENV_PREFIX}MEMORY_MODE)."
+            )
+        if self.quality not in QUALITIES:
+            raise ConfigError(
+                f"Unknown quality {self.quality!r}: use one of {', '.join(QUALITIES)} "
+                f"(set {ENV_PREFIX}QUALITY or --quality)."
+            )
+        if self.fast_steps < 1:
+            raise ConfigError(f"{ENV_PREFIX}FAST_STEPS={self.fast_steps}: use the LoRA's step count (4).")
         if self.backend not in BACKENDS:
             raise ConfigError(
                 f"Unknown backend {self.backend!r}: use one of {', '.join(BACKENDS)} "

@@ -202,7 +202,7 @@ def test_specs_cover_every_model_with_sizes(tmp_path, monkeypatch):
     specs = {s.key: s for s in weights.model_specs(settings)}
     assert set(specs) == {
         "base_model", "image_encoder", "adapter_model", "controlnet_pose", "face_model", "segmentation_model",
-        "pose_annotators",
+        "pose_annotators", "fast_lora",
     }
     assert all(s.size_gb > 0 for s in specs.values())
     assert specs["adapter_model"].files == ("mask.bin",)

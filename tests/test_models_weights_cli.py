@@ -91,6 +91,9 @@ def test_download_with_hub_models_present_lists_manual_steps(monkeypatch, tmp_pa
     adapter = tmp_path / "mask.bin"
     adapter.write_bytes(b"")
     monkeypatch.setenv("STORYMAKER_ADAPTER_MODEL", str(adapter))
+    fast_lora = tmp_path / weights.FAST_LORA_FILENAME  # the Fast preset's LoRA, a local file
+    fast_lora.write_bytes(b"")
+    monkeypatch.setenv("STORYMAKER_FAST_LORA", str(fast_lora))
     for key in ("BASE_MODEL", "IMAGE_ENCODER", "CONTROLNET_POSE"):
         monkeypatch.setenv(f"STORYMAKER_{key}", "")
     monkeypatch.setattr(weights, "status", _fake_status(weights.status))

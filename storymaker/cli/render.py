@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     parser.add_argument("--size", default=None, metavar="WxH",
                         help="render every panel at this size (replaces the script's sizes)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps for every panel")
+    parser.add_argument("--quality", choices=("standard", "fast"), default=None,
+                        help="fast: 4 steps with the SDXL-Lightning LoRA, guidance 1 (replaces --steps and the "
+                             "script's steps/guidance); default: STORYMAKER_QUALITY or standard")
     parser.add_argument("--characters", nargs="+", default=(), metavar="NAME=PHOTO",
                         help="register these characters in the project first (kept if already there; --overwrite re-registers them)")
     parser.add_argument("--best-of", type=int, default=None, metavar="N", dest="best_of",
@@ -203,6 +206,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         check_panel_size(*size, settings, what="--size")
     if args.steps is not None and args.steps < 1:
         raise InvalidInputError("--steps must be at least 1.")
+    if getattr(args, "quality", None):
+        settings = settings.replace(quality=args.quality)
     if args.backend:
         settings = settings.replace(backend=args.backend)
     if getattr(args, "best_of", None) is not None:

@@ -69,6 +69,12 @@ class StoryMakerPipelineOutput(StableDiffusionXLPipelineOutput):
     steps_done: int = 0
 
 
+def _resolve_fast_lora(settings: "Settings", **kwargs):
+    from .weights import resolve_fast_lora
+
+    return resolve_fast_lora(settings, **kwargs)
+
+
 class StoryMakerPipeline(StableDiffusionXLPipeline):
     """SDXL with StoryMaker's character conditioning and an optional pose ControlNet.
 
@@ -132,6 +138,8 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         )
         self._interrupt = False
         self._steps_done = 0
+        # Where the Fast preset's LoRA comes from (storymaker/models/fast.py); None: no Fast preset.
+        self.fast_lora_source = None
 
     # ------------------------------------------------------------------ construction from settings
     @classmethod
@@ -160,6 +168,8 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         pipe = cls(**components)
         load_extra_loras(pipe, settings)
         pipe.apply_runtime_options(**options)
+        # The Fast preset's LoRA is resolved on the first Fast render (a missing file fails only that).
+        pipe.fast_lora_source = lambda: _resolve_fast_lora(settings, download=download, progress=progress)
         return pipe
 
     def apply_runtime_options(
@@ -167,6 +177,7 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         *,
         device: str | torch.device = "cpu",
         cpu_offload: bool = False,
+        memory_mode: str | None = None,
         vae_slicing: bool = False,
         vae_tiling: bool = False,
         fuse_lora: bool = False,
@@ -176,7 +187,16 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         StoryMaker's LoRA at ``lora_scale`` (once, here: calls never re-fuse; no copy of the unfused
         weights is kept, so unfusing it means reloading)."""
         device = torch.device(device)
-        if cpu_offload and device.type != "cpu":
+        # memory_mode ("auto", "resident", "balanced", "offload"): placed by the one placement policy
+        # (storymaker/models/placement.py); None keeps the older rule (cpu_offload, or all on device).
+        if memory_mode is not None:
+            from types import SimpleNamespace
+
+            from .placement import apply_placement, resolve_memory_mode
+
+            mode = resolve_memory_mode(SimpleNamespace(memory_mode=memory_mode, cpu_offload=cpu_offload), device)
+            apply_placement(self, device, mode)
+        elif cpu_offload and device.type != "cpu":
             self.enable_model_cpu_offload(device=device)
         else:
             self.to(device)
@@ -409,9 +429,16 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
                     vae.to(dtype=torch.float16)
 
     # ------------------------------------------------------------------ call
-    def __call__(self, *args, **kwargs):
-        """Render one panel: see :meth:`render` (same arguments)."""
+    def __call__(self, *args, fast: bool = False, **kwargs):
+        """Render one panel: see :meth:`render` (same arguments). ``fast=True`` renders with the
+        Fast preset's LoRA and scheduler (:mod:`.fast`; give ``num_inference_steps=4`` and
+        ``guidance_scale=1``); the pipeline is exactly as before once the call returns."""
         try:
+            if fast:
+                from .fast import fast_mode
+
+                with fast_mode(self):
+                    return self.render(*args, **kwargs)
             return self.render(*args, **kwargs)
         except torch.cuda.OutOfMemoryError:
             if torch.cuda.is_available():

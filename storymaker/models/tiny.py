@@ -241,3 +241,28 @@ def tiny_conditioning(n: int = 1, seed: int = TINY_SEED) -> "list[CharacterCondi
         clip_face = torch.randn(TINY_CLIP_TOKENS, TINY_CLIP_HIDDEN, generator=generator)
         out.append(CharacterConditioning(face_id, clip_character, clip_face))
     return out
+
+
+def tiny_lightning_lora(unet, seed: int = TINY_SEED, rank: int = 4) -> dict[str, torch.Tensor]:
+    """A random LoRA for ``unet`` in the file layout of SDXL-Lightning's LoRA files (kohya keys:
+    ``lora_unet_<module path with _>.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha``) over the
+    Linear layers of every transformer block and their proj_in/proj_out: what the Fast preset loads,
+    for tests and smoke runs (its effect is meaningless, but visible)."""
+    generator = torch.Generator().manual_seed(seed + 3)
+    state: dict[str, torch.Tensor] = {}
+    for name, module in unet.named_modules():
+        if not isinstance(module, torch.nn.Linear) or ".attentions." not in f".{name}" or ".processor." in name:
+            continue  # (the StoryMaker processors' own Linear layers are not the UNet's)
+        if "transformer_blocks" not in name and not name.endswith(("proj_in", "proj_out")):
+            continue
+        key = "lora_unet_" + name.replace(".", "_")
+        state[f"{key}.lora_down.weight"] = torch.randn(rank, module.in_features, generator=generator) / rank
+        state[f"{key}.lora_up.weight"] = torch.randn(module.out_features, rank, generator=generator) * 0.05
+        state[f"{key}.alpha"] = torch.tensor(float(rank))
+    return state
+
+
+def with_tiny_fast_lora(pipe, seed: int = TINY_SEED):
+    """``pipe`` with :func:`tiny_lightning_lora` as its Fast preset's LoRA (loaded on the first Fast call)."""
+    pipe.fast_lora_source = lambda: tiny_lightning_lora(pipe.unet, seed)
+    return pipe

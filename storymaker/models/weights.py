@@ -49,6 +49,8 @@ _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(?:/[\w./-]+)?$")
 INSIGHTFACE_URL = "https://github.com/deepinsight/insightface/releases/download/v0.7/{name}.zip"
 REMBG_URL = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/{name}.onnx"
 POSE_ANNOTATOR_FILES = ("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth")
+#: SDXL-Lightning's 4-step LoRA, used by the Fast preset (storymaker/models/fast.py).
+FAST_LORA_FILENAME = "sdxl_lightning_4step_lora.safetensors"
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,10 @@ def u2net_home() -> Path:
     return Path(home).expanduser()
 
 
-def model_specs(settings: "Settings", *, with_controlnet: bool = True, perception: bool = True) -> list[ModelSpec]:
+def model_specs(settings: "Settings", *, with_controlnet: bool = True, perception: bool = True,
+                fast: bool = True) -> list[ModelSpec]:
     """Every model ``settings`` names: the render models, then (``perception``) the character and
-    pose models that other parts load."""
+    pose models that other parts load, then (``fast``) the Fast preset's LoRA."""
     specs = [
         ModelSpec("base_model", "SDXL base model", settings.base_model, DIFFUSERS_PIPELINE, size_gb=7.0,
                   purpose="renders panels"),
@@ -166,7 +169,26 @@ def model_specs(settings: "Settings", *, with_controlnet: bool = True, perceptio
             ModelSpec("pose_annotators", "OpenPose annotators", settings.pose_annotators, HUB_FILES,
                       files=POSE_ANNOTATOR_FILES, size_gb=0.5, purpose="reads a pose from a photo", required=False),
         ]
+    if fast and settings.fast_lora:
+        specs.append(fast_lora_spec(settings))
     return specs
+
+
+def fast_lora_spec(settings: "Settings") -> ModelSpec:
+    """SDXL-Lightning's 4-step LoRA (``STORYMAKER_FAST_LORA``: hub id, folder, or the file itself)."""
+    return ModelSpec("fast_lora", "SDXL-Lightning 4-step LoRA (Fast preset)", settings.fast_lora, HUB_FILES,
+                     files=(settings.fast_lora_filename or FAST_LORA_FILENAME,), size_gb=0.4,
+                     purpose="the Fast preset (4 steps)", required=False)
+
+
+def resolve_fast_lora(settings: "Settings", *, download: bool | None = None, progress: Progress | None = None) -> Path:
+    """The local file of the Fast LoRA (downloaded first when missing and allowed); a
+    :class:`WeightsNotFoundError` naming it and how to get it otherwise."""
+    spec = fast_lora_spec(settings)
+    if spec.local_path is not None and spec.local_path.is_file():
+        return spec.local_path
+    path = ensure_present([spec], download_missing=download, progress=progress)[spec.key]
+    return _adapter_file(spec, path)
 
 
 # ------------------------------------------------------------------------------------ local checks
@@ -275,9 +297,11 @@ def is_present(spec: ModelSpec) -> bool:
     return status(spec).present
 
 
-def weights_status(settings: "Settings", *, with_controlnet: bool = True, perception: bool = True) -> list[WeightStatus]:
-    """Status of every model the configuration names (for ``doctor``)."""
-    return [status(spec) for spec in model_specs(settings, with_controlnet=with_controlnet, perception=perception)]
+def weights_status(settings: "Settings", *, with_controlnet: bool = True, perception: bool = True,
+                   fast: bool = False) -> list[WeightStatus]:
+    """Status of every model the configuration names (``fast``: the Fast preset's LoRA too)."""
+    return [status(spec) for spec in model_specs(settings, with_controlnet=with_controlnet, perception=perception,
+                                                 fast=fast)]
 
 
 def missing_error(statuses: Iterable[WeightStatus], *, reason: str = "") -> WeightsNotFoundError:
@@ -534,6 +558,7 @@ def load_pipeline_components(
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
 
     from .adapter import StoryMakerAdapter, load_checkpoint_state
+    from .placement import resolve_memory_mode
 
     say = progress or (lambda message: None)
     if with_controlnet is None:
@@ -543,7 +568,7 @@ def load_pipeline_components(
                           "(e.g. xinsir/controlnet-openpose-sdxl-1.0) or load without it.")
     device = resolve_device(settings)
     dtype = resolve_dtype(settings, device)
-    specs = model_specs(settings, with_controlnet=with_controlnet, perception=False)
+    specs = model_specs(settings, with_controlnet=with_controlnet, perception=False, fast=False)
     paths = ensure_present(specs, download_missing=download, prefer_fp16=dtype == torch.float16, progress=say)
 
     def load(label: str, fn, *args, **kwargs):
@@ -604,6 +629,7 @@ def load_pipeline_components(
         "vae_tiling": bool(settings.vae_tiling),
         "fuse_lora": bool(settings.fuse_lora),
         "lora_scale": float(settings.lora_scale),
+        "memory_mode": resolve_memory_mode(settings, device),
     }
     return components, options
 
@@ -656,4 +682,6 @@ def load_extra_loras(pipe, settings: "Settings") -> list[str]:
         weights.append(weight)
     if names:
         pipe.set_adapters(names, adapter_weights=weights)
+    # What the Fast preset re-activates after its own LoRA (storymaker/models/fast.py).
+    pipe.storymaker_extra_loras = list(zip(names, weights))
     return names

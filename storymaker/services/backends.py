@@ -182,6 +182,7 @@ class DiffusionBackend:
                     controlnet_conditioning_scale=job.controlnet_conditioning_scale,
                     generator=generator,
                     callback_on_step_end=step_end,
+                    **({"fast": True} if job.quality == "fast" else {}),
                 )
         except (torch.OutOfMemoryError, GPUOutOfMemoryError) as err:
             # The pipeline turns an OOM into GPUOutOfMemoryError itself; either way the panel's own

@@ -160,9 +160,9 @@ def tiny_backend(settings: Settings, cache: PipelineCache = PIPELINES) -> Diffus
     """The real pipeline code on tiny random weights (with a pose ControlNet), labelled."""
 
     def load():
-        from ..models.tiny import tiny_pipeline
+        from ..models.tiny import tiny_pipeline, with_tiny_fast_lora
 
-        return tiny_pipeline(with_controlnet=True)
+        return with_tiny_fast_lora(tiny_pipeline(with_controlnet=True))
 
     return DiffusionBackend(
         "tiny",

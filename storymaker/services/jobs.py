@@ -75,6 +75,7 @@ class PanelJob:
     ip_adapter_scale: float = 0.8
     lora_scale: float = 0.8
     controlnet_conditioning_scale: float = 0.7
+    quality: str = "standard"  # "fast": the Fast preset (SDXL-Lightning LoRA, storymaker/models/fast.py)
     seed_source: str = "derived"  # "explicit" (script/argument), "derived" or "reroll"
     style: str | None = None  # the style library's name the prompt was made with (None: free text or none)
 
@@ -100,6 +101,7 @@ class PanelJob:
             "ip_adapter_scale": self.ip_adapter_scale,
             "lora_scale": self.lora_scale,
             "controlnet_conditioning_scale": self.controlnet_conditioning_scale if self.pose else None,
+            "quality": self.quality,
         }
 
 

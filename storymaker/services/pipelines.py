@@ -127,6 +127,9 @@ def pipeline_key(settings: Settings, backend: str) -> tuple:
         settings.vae_slicing,
         settings.vae_tiling,
         settings.fuse_lora,
+        settings.memory_mode,
+        settings.fast_lora,
+        settings.fast_lora_filename,
     )
 
 

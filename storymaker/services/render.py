@@ -10,6 +10,7 @@ job data is :mod:`storymaker.services.jobs`; character conditioning comes from t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -113,7 +114,7 @@ class RenderEngine:
         slots = tuple(self._slot(panel, name) for name in panel.characters)
         pose = self._pose(panel, index)
         nouns = {name: slot.noun for name, slot in zip(panel.characters, slots)}
-        return PanelJob(
+        job = PanelJob(
             index=index,
             prompt=self._model_prompt(story, panel, nouns),
             negative_prompt=self._negative(story, panel),
@@ -136,6 +137,7 @@ class RenderEngine:
             seed_source=source,
             style=self._style_name(story, panel),
         )
+        return dataclasses.replace(job, **_fast_preset(s))
 
     def _character(self, name: str):
         if self.registry is None:
@@ -455,3 +457,11 @@ class RenderEngine:
         name = getattr(version, "id", version)
         self.project.select(panel_id, name)
         return name
+
+
+def _fast_preset(settings: Settings) -> dict:
+    """The Fast preset replaces every panel's steps and guidance: its LoRA was distilled for
+    ``fast_steps`` steps without guidance (storymaker/models/fast.py)."""
+    if settings.quality != "fast":
+        return {}
+    return {"quality": "fast", "steps": int(settings.fast_steps), "guidance_scale": 1.0}

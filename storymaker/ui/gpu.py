@@ -45,12 +45,16 @@ def render_work(ctx: "StudioContext", mode: str) -> Callable[..., Any]:
     from ..services.gpu import story_work
 
     def work(sid, number, width, height, steps, guidance=None, ip=None, lora=None, cn=None, seed=None,
-             best_of=1, *rest, **kwargs):
+             best_of=1, quality=None, *rest, **kwargs):
+        from .render_tab import preset
+
         story = ctx.story(sid, strict=False)
         if story is None:
             return None
         indices = None if mode == "all" else [int(number) - 1]
-        panels = story_work(story, ctx.settings, indices, (int(width), int(height)), int(steps))
+        fast = bool(quality) and preset(quality).quality == "fast"
+        steps = ctx.settings.fast_steps if fast else int(steps)  # Fast replaces every panel's steps
+        panels = story_work(story, ctx.settings, indices, (int(width), int(height)), steps)
         return list(panels) * max(1, int(best_of or 1))  # best of N renders every panel N times
 
     return work

@@ -21,12 +21,14 @@ class QualityPreset:
     steps: int
     guidance_scale: float
     note: str
+    quality: str = "standard"  # "fast": the SDXL-Lightning LoRA and its scheduler (storymaker/models/fast.py)
 
 
 PRESETS = (
     QualityPreset("Quick", 12, 6.0, "a fast look at composition"),
     QualityPreset("Standard", 25, 7.5, "the authors' demo settings"),
     QualityPreset("High", 40, 7.5, "slower, finer detail"),
+    QualityPreset("Fast", 4, 1.0, "4 steps with the SDXL-Lightning LoRA (identity quality not yet measured)", "fast"),
 )
 PRESET_NAMES = tuple(p.name for p in PRESETS)
 
@@ -52,6 +54,7 @@ class RenderSettings:
     controlnet_conditioning_scale: float
     seed: int | None  # None: the story's own seeds
     best_of: int = 1  # seeds rendered per panel; the best-scoring one is chosen
+    quality: str = "standard"  # "fast": the Fast preset (its steps and guidance replace the others)
 
     def overrides(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,7 @@ class RenderSettings:
             "guidance_scale": float(self.guidance_scale),
             "ip_adapter_scale": float(self.ip_adapter_scale), "lora_scale": float(self.lora_scale),
             "controlnet_conditioning_scale": float(self.controlnet_conditioning_scale),
+            "quality": self.quality,
         }
 
 
@@ -76,6 +80,14 @@ def settings_from_widgets(width, height, steps, guidance, ip_scale, lora_scale, 
     seed_value = None if seed in (None, "", -1) or (isinstance(seed, (int, float)) and seed < 0) else int(seed)
     return RenderSettings(w, h, int(steps), float(guidance), float(ip_scale), float(lora_scale),
                           float(cn_scale), seed_value, min(16, max(1, int(best_of or 1))))
+
+
+def with_quality(options: RenderSettings, preset_name: str | None) -> RenderSettings:
+    """``options`` with the Quality radio's choice: the Fast preset renders with its own LoRA,
+    steps and guidance (any other preset only set the sliders)."""
+    import dataclasses
+
+    return dataclasses.replace(options, quality=preset(preset_name).quality if preset_name else "standard")
 
 
 def progress_reporter(progress: Callable[..., Any]) -> Callable[[int, int, int, int], None]:
@@ -267,11 +279,11 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     quality.change(on_preset, [quality], [steps, guidance], api_visibility="private")
 
-    widgets = [width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed, best_of]
+    widgets = [width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed, best_of, quality]
 
     def make_handler(mode: str):
-        def handler(sid, number, w, h, st, g, ip, lo, cn, sd, bo, progress=gr.Progress()):
-            options = settings_from_widgets(w, h, st, g, ip, lo, cn, sd, bo)
+        def handler(sid, number, w, h, st, g, ip, lo, cn, sd, bo, q=None, progress=gr.Progress()):
+            options = with_quality(settings_from_widgets(w, h, st, g, ip, lo, cn, sd, bo), q)
             message = run_render(ctx, sid, mode, number, options, progress)
             return message, panel_gallery(ctx, sid)
         handler.__name__ = f"render_{mode}"

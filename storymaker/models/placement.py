@@ -1,0 +1,179 @@
+"""Where each component of a :class:`StoryMakerPipeline` lives: the one placement policy.
+
+Three memory modes (``STORYMAKER_MEMORY_MODE``, docs/gpu.md):
+
+- ``resident``: every component on the accelerator (fastest; most memory).
+- ``balanced``: the components every denoising step uses (UNet with the adapter's processors, the
+  adapter's image projection, the pose ControlNet, the VAE) stay on the accelerator; the text
+  encoders (they run once per distinct prompt: their outputs are cached) and the CLIP image encoder
+  (once per character: its features are cached on disk) live in CPU memory and are moved to the
+  accelerator only for their own forward pass. Leaving costs no copy: the module's parameters are
+  pointed back at the CPU tensors kept for it (pinned, so that entering is a fast copy).
+- ``offload``: diffusers' model CPU offload (each model moves in when it runs, out when the next one
+  does); least memory, slowest.
+
+Nothing else in the code base calls ``.to(device)`` on these components: the pipeline asks
+:func:`apply_placement`. :class:`Placement` records where each component is (``location``), and every
+move goes through :meth:`Placement.move`, so a test can watch it on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Settings
+
+logger = logging.getLogger(__name__)
+
+MODES = ("resident", "balanced", "offload")
+#: Used at every denoising step (or by the decode at the end of every panel): always on the accelerator.
+RESIDENT_COMPONENTS = ("unet", "adapter", "controlnet", "vae")
+#: Used once per prompt or per character: on the accelerator only while they run (balanced mode).
+ON_DEMAND_COMPONENTS = ("text_encoder", "text_encoder_2", "image_encoder")
+
+ACCELERATOR = "accelerator"
+HOST = "host"
+
+
+def resolve_memory_mode(settings: "Settings", device: torch.device | str) -> str:
+    """``settings.memory_mode`` with "auto" decided: ``offload`` when ``cpu_offload`` is set;
+    ``resident`` on the CPU and on ZeroGPU Spaces (``SPACES_ZERO_GPU`` set, or a ``zero_gpu`` setting
+    "on": memory is not the limit there, and models must stay where start-up put them); else ``balanced``."""
+    mode = (getattr(settings, "memory_mode", "auto") or "auto").strip().lower()
+    device = torch.device(device)
+    if mode == "auto":
+        if settings.cpu_offload:
+            mode = "offload"
+        elif device.type == "cpu" or os.environ.get("SPACES_ZERO_GPU") or getattr(settings, "zero_gpu", "") == "on":
+            mode = "resident"
+        else:
+            mode = "balanced"
+    if mode not in MODES:
+        raise ConfigError(f"Unknown memory mode {mode!r}: use auto, {', '.join(MODES)} (STORYMAKER_MEMORY_MODE).")
+    return mode
+
+
+def _move_inputs(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_move_inputs(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _move_inputs(v, device) for k, v in value.items()}
+    return value
+
+
+class Placement:
+    """The placement of one pipeline's components for one memory mode.
+
+    ``device`` is the accelerator, ``host`` where on-demand components wait (the CPU). ``mover``
+    performs every move (default ``module.to(device)``); tests pass one that records.
+    """
+
+    def __init__(self, device: torch.device | str, mode: str = "balanced", *, host: torch.device | str = "cpu",
+                 mover: Callable[[torch.nn.Module, torch.device], Any] | None = None):
+        if mode not in MODES:
+            raise ConfigError(f"Unknown memory mode {mode!r}: use {', '.join(MODES)} (STORYMAKER_MEMORY_MODE).")
+        self.device = torch.device(device)
+        self.host = torch.device(host)
+        self.mode = mode
+        # Host copies are pinned on CUDA machines, so the copy to the GPU may run asynchronously (the
+        # forward that follows is queued on the same stream).
+        self.mover = mover or (lambda module, device: module.to(device, non_blocking=device.type == "cuda"))
+        self.location: dict[str, str] = {}
+        self.moves: list[tuple[str, str]] = []  # (component, ACCELERATOR or HOST), in order
+        self._host_copies: dict[str, dict[str, torch.Tensor]] = {}
+        self._hooks: list[Any] = []
+
+    # ------------------------------------------------------------------ moves
+    def move(self, name: str, module: torch.nn.Module, where: str) -> None:
+        """Put component ``name`` on the accelerator or the host (the one place modules move)."""
+        if where == ACCELERATOR:
+            self.mover(module, self.device)
+        elif name in self._host_copies:
+            self._point_to_host_copies(module, self._host_copies[name])
+        else:
+            self.mover(module, self.host)
+        self.location[name] = where
+        self.moves.append((name, where))
+
+    def _keep_host_copies(self, name: str, module: torch.nn.Module) -> None:
+        """Remember the module's host tensors (pinned when CUDA is there) so that leaving the
+        accelerator is a pointer change, not a copy. Inference weights never change, so they match."""
+        pin = self.device.type == "cuda" and torch.cuda.is_available()
+        copies = {}
+        for key, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+            data = tensor.data.pin_memory() if pin and not tensor.data.is_pinned() else tensor.data
+            tensor.data = data
+            copies[key] = data
+        self._host_copies[name] = copies
+
+    @staticmethod
+    def _point_to_host_copies(module: torch.nn.Module, copies: dict[str, torch.Tensor]) -> None:
+        for key, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+            kept = copies.get(key)
+            if kept is None or kept.shape != tensor.shape or kept.dtype != tensor.dtype:
+                tensor.data = tensor.data.to("cpu")  # a module changed since (a LoRA loaded): copy it
+                copies[key] = tensor.data
+            else:
+                tensor.data = kept
+
+    # ------------------------------------------------------------------ policy
+    def apply(self, pipe) -> "Placement":
+        """Place ``pipe``'s components for this mode (removing an earlier placement's hooks)."""
+        previous = getattr(pipe, "_storymaker_placement", None)
+        if previous is not None:
+            previous.remove(pipe)
+        components = {name: getattr(pipe, name, None) for name in RESIDENT_COMPONENTS + ON_DEMAND_COMPONENTS}
+        components = {name: module for name, module in components.items() if isinstance(module, torch.nn.Module)}
+        if self.mode == "offload" and self.device.type != "cpu":
+            pipe.enable_model_cpu_offload(device=self.device)
+            self.location = {name: "offloaded" for name in components}
+            self.location["adapter"] = ACCELERATOR  # excluded from offload: it runs outside the UNet's forward
+        else:
+            on_demand = self.mode == "balanced"
+            for name, module in components.items():
+                if on_demand and name in ON_DEMAND_COMPONENTS:
+                    self.move(name, module, HOST)
+                    self._keep_host_copies(name, module)
+                    self._install_hooks(name, module)
+                else:
+                    self.move(name, module, ACCELERATOR)
+        pipe._storymaker_placement = self
+        logger.info("memory mode %s on %s: %s", self.mode, self.device, self.location)
+        return self
+
+    def _install_hooks(self, name: str, module: torch.nn.Module) -> None:
+        def enter(mod, args, kwargs):
+            self.move(name, mod, ACCELERATOR)
+            return _move_inputs(args, self.device), _move_inputs(kwargs, self.device)
+
+        def leave(mod, args, output):
+            self.move(name, mod, HOST)
+            return output
+
+        self._hooks.append(module.register_forward_pre_hook(enter, with_kwargs=True))
+        self._hooks.append(module.register_forward_hook(leave))
+
+    def remove(self, pipe) -> None:
+        """Undo this placement's hooks and model CPU offload (components stay where they are)."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        self._host_copies = {}
+        if self.mode == "offload" and hasattr(pipe, "remove_all_hooks"):
+            pipe.remove_all_hooks()
+        if getattr(pipe, "_storymaker_placement", None) is self:
+            pipe._storymaker_placement = None
+
+
+def apply_placement(pipe, device: torch.device | str, mode: str, **kwargs) -> Placement:
+    """Place ``pipe`` for ``mode`` on ``device``; returns the :class:`Placement` (also ``pipe._storymaker_placement``)."""
+    return Placement(device, mode, **kwargs).apply(pipe)

@@ -1,0 +1,141 @@
+"""The placement policy (issue 11): where each component is during a render, per memory mode.
+
+No GPU here: the "accelerator" is a stand-in. Every move goes through Placement.move and its mover
+(``module.to``), which the test wraps to record; placement.location says where each component is,
+recorded from hooks while the UNet, the ControlNet, the VAE and each encoder run.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from storymaker.config import Settings
+from storymaker.errors import ConfigError
+from storymaker.models.placement import (
+    ACCELERATOR,
+    HOST,
+    ON_DEMAND_COMPONENTS,
+    RESIDENT_COMPONENTS,
+    Placement,
+    apply_placement,
+    resolve_memory_mode,
+)
+from storymaker.models.tiny import tiny_conditioning, tiny_pipeline
+
+
+def _render(pipe, seed=1):
+    pose = Image.new("RGB", (64, 64), (30, 30, 30))
+    return pipe("a keeper on a cliff", characters=tiny_conditioning(2), pose_image=pose, width=64, height=64,
+                num_inference_steps=2, generator=torch.Generator().manual_seed(seed), output_type="pt").images
+
+
+def _watch(pipe, placement, names):
+    """Snapshots of placement.location taken whenever one of ``names`` runs forward."""
+    seen: dict[str, list[dict[str, str]]] = {name: [] for name in names}
+    hooks = []
+    for name in names:
+        module = getattr(pipe, name) if name != "vae" else pipe.vae.decoder
+
+        def snap(mod, args, kwargs, name=name):
+            seen[name].append(dict(placement.location))
+
+        hooks.append(module.register_forward_pre_hook(snap, with_kwargs=True))
+    return seen, hooks
+
+
+def test_balanced_mode_encoders_visit_the_accelerator_only_while_they_run():
+    pipe = tiny_pipeline(with_controlnet=True)
+    pipe.set_progress_bar_config(disable=True)
+    reference = _render(pipe)  # everything in one place
+
+    moved = []
+
+    def mover(module, device):  # the wrapped .to(): records, then moves (CPU stands in for the GPU)
+        moved.append((type(module).__name__, str(device)))
+        return module.to(device)
+
+    placement = apply_placement(pipe, "cpu", "balanced", mover=mover)
+    assert placement is pipe._storymaker_placement
+    assert {n: placement.location[n] for n in RESIDENT_COMPONENTS} == dict.fromkeys(RESIDENT_COMPONENTS, ACCELERATOR)
+    assert {n: placement.location[n] for n in ON_DEMAND_COMPONENTS} == dict.fromkeys(ON_DEMAND_COMPONENTS, HOST)
+
+    seen, hooks = _watch(pipe, placement, ["unet", "controlnet", "vae", "text_encoder", "text_encoder_2", "image_encoder"])
+    placement.moves.clear()
+    out = _render(pipe)
+    from storymaker.perception.clip import ClipImageEncoder
+
+    features = ClipImageEncoder(pipe.image_encoder, name="tiny").encode([Image.new("RGB", (224, 224), (200, 10, 10))])
+    for hook in hooks:
+        hook.remove()
+
+    assert torch.equal(out, reference)  # placement changes where, never what
+    assert features.shape[-1] == pipe.image_encoder.config.hidden_size
+    # While the denoiser and the decoder run, the encoders are off the accelerator.
+    for name in ("unet", "controlnet", "vae"):
+        assert seen[name], name
+        for snapshot in seen[name]:
+            assert all(snapshot[e] == HOST for e in ON_DEMAND_COMPONENTS), (name, snapshot)
+            assert all(snapshot[r] == ACCELERATOR for r in RESIDENT_COMPONENTS), (name, snapshot)
+    # Each encoder is on the accelerator while it runs (and only it).
+    for name in ON_DEMAND_COMPONENTS:
+        assert seen[name], name
+        for snapshot in seen[name]:
+            assert snapshot[name] == ACCELERATOR
+            assert all(snapshot[o] == HOST for o in ON_DEMAND_COMPONENTS if o != name)
+    # Afterwards all are back on the host; every visit was a pair of moves, in order.
+    assert all(placement.location[n] == HOST for n in ON_DEMAND_COMPONENTS)
+    for name in ON_DEMAND_COMPONENTS:
+        visits = [where for who, where in placement.moves if who == name]
+        assert visits and visits == [ACCELERATOR, HOST] * (len(visits) // 2)
+    assert not any(who in RESIDENT_COMPONENTS for who, _ in placement.moves)  # residents never moved
+    assert ("CLIPTextModel", "cpu") in moved and ("CLIPVisionModelWithProjection", "cpu") in moved
+
+
+def test_leaving_the_accelerator_is_a_pointer_change_not_a_copy():
+    pipe = tiny_pipeline()
+    placement = Placement("cpu", "balanced").apply(pipe)
+    kept = {k: p.data_ptr() for k, p in pipe.text_encoder.named_parameters()}
+    placement.move("text_encoder", pipe.text_encoder, ACCELERATOR)
+    placement.move("text_encoder", pipe.text_encoder, HOST)
+    assert {k: p.data_ptr() for k, p in pipe.text_encoder.named_parameters()} == kept
+
+
+def test_resident_mode_moves_everything_once_and_adds_no_hooks():
+    pipe = tiny_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    placement = apply_placement(pipe, "cpu", "resident")
+    assert set(placement.location.values()) == {ACCELERATOR}
+    before = len(placement.moves)
+    _render_plain = pipe("x", width=64, height=64, num_inference_steps=1, output_type="latent").images
+    assert _render_plain.shape[0] == 1 and len(placement.moves) == before
+    # A new placement replaces the old one's hooks.
+    balanced = apply_placement(pipe, "cpu", "balanced")
+    resident = apply_placement(pipe, "cpu", "resident")
+    assert resident is pipe._storymaker_placement and balanced._hooks == []
+
+
+def test_apply_runtime_options_uses_the_policy():
+    pipe = tiny_pipeline()
+    pipe.apply_runtime_options(device="cpu", memory_mode="balanced")
+    assert pipe._storymaker_placement.mode == "balanced"
+    pipe.apply_runtime_options(device="cpu", memory_mode="auto")
+    assert pipe._storymaker_placement.mode == "resident"  # auto on the CPU
+
+
+def test_resolve_memory_mode(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    settings = Settings(data_dir=tmp_path)
+    assert resolve_memory_mode(settings, "cuda") == "balanced"
+    assert resolve_memory_mode(settings, "cpu") == "resident"
+    assert resolve_memory_mode(settings.replace(cpu_offload=True), "cuda") == "offload"
+    assert resolve_memory_mode(settings.replace(memory_mode="resident"), "cuda") == "resident"
+    from types import SimpleNamespace
+
+    zero_gpu_on = SimpleNamespace(memory_mode="auto", cpu_offload=False, zero_gpu="on")  # the app's ZeroGPU setting
+    assert resolve_memory_mode(zero_gpu_on, "cuda") == "resident"
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert resolve_memory_mode(settings, "cuda") == "resident"
+    with pytest.raises(ConfigError, match="memory mode"):
+        Placement("cpu", "everywhere")
