@@ -270,7 +270,7 @@ def test_an_interrupted_migration_is_done_again_the_same_way(tmp_path, monkeypat
     from storymaker.services import storage
 
     path, v = legacy_project(tmp_path)
-    real = storage.atomic_write_json
+    real = storage.folder.atomic_write_json
     calls = []
 
     def dies_on_the_third_write(target, data):
@@ -279,7 +279,8 @@ def test_an_interrupted_migration_is_done_again_the_same_way(tmp_path, monkeypat
             raise OSError("killed")
         real(target, data)
 
-    monkeypatch.setattr(storage, "atomic_write_json", dies_on_the_third_write)
+    for module in (storage.folder, storage.versions, storage.migration):  # every write of an open
+        monkeypatch.setattr(module, "atomic_write_json", dies_on_the_third_write)
     with pytest.raises(OSError):
         Project.open(path)
     monkeypatch.undo()
