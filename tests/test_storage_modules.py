@@ -34,3 +34,27 @@ def test_a_project_has_the_panel_api_and_compares_by_folder(tmp_path):
     assert project == Project.open(tmp_path / "p") and len({project, Project(tmp_path / "p")}) == 1
     project.write_script("[Mara] a street\n")
     assert project.panel_indices() == [] and len(project.panel_ids(["a street"])) == 1
+
+
+def test_remove_directory_removes_all_or_nothing(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from storymaker.fsutil import remove_directory
+
+    folder = tmp_path / "p"
+    (folder / "panels" / "x").mkdir(parents=True)
+    (folder / "panels" / "x" / "0001.json").write_text("{}")
+    kept = tmp_path / "other"
+    kept.mkdir()
+
+    def refuse(self, target):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(Path, "rename", refuse)
+    with pytest.raises(OSError):
+        remove_directory(folder)
+    monkeypatch.undo()
+    assert (folder / "panels" / "x" / "0001.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "p"]  # no hidden leftover
+    remove_directory(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other"]

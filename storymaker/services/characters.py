@@ -27,8 +27,6 @@ import difflib
 import json
 import logging
 import re
-import shutil
-import tempfile
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -40,7 +38,7 @@ from PIL import Image
 
 from ..domain.character import Character, FaceInfo, Outfit
 from ..errors import CharacterError, ImageError, ProjectError, WeightsNotFoundError
-from ..fsutil import atomic_directory, atomic_write_bytes, atomic_write_json
+from ..fsutil import atomic_directory, atomic_write_bytes, atomic_write_json, remove_directory
 from ..images import ImageSource, image_to_png_bytes, load_image, load_mask, read_image
 from ..perception.base import DetectedFace, FaceAnalyzer, ImageEncoder, Segmenter
 from ..perception.crops import CROP_SIZE, character_crop, draw_faces, face_crop, mask_bbox, outfit_crop
@@ -401,14 +399,10 @@ class CharacterRegistry:
         """Delete a character and its files; returns the removed record."""
         with self._lock:
             character = self.get(name_or_id)
-            folder = self.root / character.id
-            trash = Path(tempfile.mkdtemp(prefix=f".{character.id}.", suffix=".deleted", dir=self.root))
-            trash.rmdir()
             try:
-                folder.rename(trash)  # atomic: the character disappears at once
+                remove_directory(self.root / character.id)  # atomic: the character disappears at once
             except OSError as err:
                 raise ProjectError(f"Could not delete {character.name!r} ({err}): check the folder is writable.") from None
-            shutil.rmtree(trash, ignore_errors=True)
             for key in [k for k in self._cache if k[0] == character.id]:
                 del self._cache[key]
             return character

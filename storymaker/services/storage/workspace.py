@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import InvalidInputError, ProjectError
-from ...fsutil import atomic_directory, atomic_write_text
+from ...fsutil import atomic_directory, atomic_write_text, remove_directory
 from .folder import LOCK_FILE, PROJECT_FILE, read_manifest_file
 from .project import Project
 
@@ -100,13 +99,10 @@ def delete_project(path: str | Path) -> None:
     path = Path(path)
     if not Project.is_project(path):
         raise ProjectError(f"{path} is not a project: nothing was deleted.")
-    trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".deleted", dir=path.parent))
-    trash.rmdir()
     try:
-        path.rename(trash)
+        remove_directory(path)
     except OSError as err:
         raise ProjectError(f"Cannot delete {path.name} ({err.strerror or err}): check the folder is writable.") from None
-    shutil.rmtree(trash, ignore_errors=True)
     log.info("deleted project %s", path)
 
 
