@@ -84,6 +84,16 @@ def atomic_directory(path: str | os.PathLike, *, replace: bool = False) -> Itera
         raise
 
 
+def remove_directory(path: str | os.PathLike) -> None:
+    """Remove a folder so that it disappears at once: it is renamed to a hidden sibling
+    (``.<name>.*.deleted``), then its files are removed. OSError (nothing removed) if the rename fails."""
+    path = Path(path)
+    trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".deleted", dir=path.parent))
+    trash.rmdir()
+    path.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
     """For writers that want a file name (``safetensors.save_file``, ``Image.save``): yields a

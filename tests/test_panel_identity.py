@@ -15,12 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ui_helpers import make_services
+from ui_helpers import make_context
 
 from storymaker.services.storage import Project
 from storymaker.ui import comic_tab, render_tab, story_tab
-from storymaker.ui.context import StudioContext
-from storymaker.ui.session import SessionManager
 
 A = "a lighthouse on a cliff at dusk"
 B = "a small boat in a storm"
@@ -38,9 +36,7 @@ def script(*prompts: str) -> str:
 
 @pytest.fixture
 def ctx(tmp_path):
-    services = make_services(tmp_path / "data")
-    settings = services.settings
-    return StudioContext(services, settings, SessionManager(settings.sessions_dir, settings.session_max_age_hours))
+    return make_context(tmp_path / "data")
 
 
 @pytest.fixture
@@ -270,7 +266,7 @@ def test_an_interrupted_migration_is_done_again_the_same_way(tmp_path, monkeypat
     from storymaker.services import storage
 
     path, v = legacy_project(tmp_path)
-    real = storage.atomic_write_json
+    real = storage.folder.atomic_write_json
     calls = []
 
     def dies_on_the_third_write(target, data):
@@ -279,7 +275,8 @@ def test_an_interrupted_migration_is_done_again_the_same_way(tmp_path, monkeypat
             raise OSError("killed")
         real(target, data)
 
-    monkeypatch.setattr(storage, "atomic_write_json", dies_on_the_third_write)
+    for module in (storage.folder, storage.versions, storage.migration):  # every write of an open
+        monkeypatch.setattr(module, "atomic_write_json", dies_on_the_third_write)
     with pytest.raises(OSError):
         Project.open(path)
     monkeypatch.undo()

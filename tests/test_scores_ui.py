@@ -3,20 +3,16 @@ the consistency view; the draft backend says it has no scores."""
 
 from __future__ import annotations
 
-from ui_helpers import PHOTO, make_services
+from ui_helpers import PHOTO, make_context
 
 from storymaker.services.scores import scores_from_meta
 from storymaker.ui import characters_tab, render_tab, scores_view, story_tab
-from storymaker.ui.context import StudioContext
-from storymaker.ui.session import SessionManager
 
 STORY = "title: Scores\n\n[Eileen] waves from a rocket\n\na clear sky\n"
 
 
 def studio(tmp_path, backend):
-    services = make_services(tmp_path / "data", backend, width=64, height=64, steps=1)
-    settings = services.settings
-    ctx = StudioContext(services, settings, SessionManager(settings.sessions_dir, settings.session_max_age_hours))
+    ctx = make_context(tmp_path / "data", backend, width=64, height=64, steps=1)
     sid = ctx.sessions.new_session()
     characters_tab.save_character(ctx, sid, str(PHOTO), "Eileen", "an astronaut", None)
     story_tab.validate(ctx, sid, STORY)

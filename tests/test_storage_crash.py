@@ -86,7 +86,7 @@ def test_crash_between_png_and_json_leaves_no_listed_version(tmp_path, monkeypat
     def fail(*args, **kwargs):
         raise Boom("killed before the version was committed")
 
-    monkeypatch.setattr(storage, "atomic_write_json", fail)
+    monkeypatch.setattr(storage.versions, "atomic_write_json", fail)  # where add_version writes
     with pytest.raises(Boom):
         project.add_version(0, Image.new("RGB", (8, 8)), {"seed": 2})
     monkeypatch.undo()

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from ui_helpers import PHOTO, make_services, make_studio
+from ui_helpers import PHOTO, make_context, make_studio
 
 from storymaker.errors import ImageError
 from storymaker.ui import characters_tab, poses_tab, story_tab
 from storymaker.ui.common import check_image_file, image_input
-from storymaker.ui.context import StudioContext
-from storymaker.ui.session import SessionManager
 
 CLI_MESSAGE = "The photo 'photo.png' is not an image file that can be read: use a JPEG, PNG or WebP image."
 
@@ -25,9 +23,7 @@ def studio(tmp_path_factory):
 
 @pytest.fixture
 def ctx(tmp_path):
-    services = make_services(tmp_path / "data")
-    settings = services.settings
-    return StudioContext(services, settings, SessionManager(settings.sessions_dir, 0))
+    return make_context(tmp_path / "data", max_age_hours=0)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ui_helpers import PHOTO, THREE_PANELS, make_services
+from ui_helpers import PHOTO, THREE_PANELS, make_context, make_services
 
 from storymaker.errors import StoryMakerError
 from storymaker.ui import characters_tab, comic_tab, poses_tab, project_tab, render_tab, story_tab
@@ -14,9 +14,7 @@ from storymaker.ui.session import SessionManager
 
 @pytest.fixture
 def ctx(tmp_path):
-    services = make_services(tmp_path / "data")
-    settings = services.settings
-    return StudioContext(services, settings, SessionManager(settings.sessions_dir, settings.session_max_age_hours))
+    return make_context(tmp_path / "data")
 
 
 @pytest.fixture

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from ui_helpers import PHOTO, THREE_PANELS, make_services
+from ui_helpers import PHOTO, THREE_PANELS, make_context
 
 from storymaker.errors import StoryMakerError
 from storymaker.services import storage
 from storymaker.ui import characters_tab, project_tab, render_tab, story_tab
-from storymaker.ui.context import StudioContext
 from storymaker.ui.session import SessionManager
 
 
 @pytest.fixture
 def ctx(tmp_path):
-    services = make_services(tmp_path / "data")
-    settings = services.settings
-    return StudioContext(services, settings, SessionManager(settings.sessions_dir, 0))
+    return make_context(tmp_path / "data", max_age_hours=0)
 
 
 @pytest.fixture

@@ -42,6 +42,18 @@ def make_services(data_dir: Path, backend: str = "draft", **changes):
     return build_services(settings, backend=backend, perception=tiny_perception())
 
 
+def make_context(data_dir: Path, backend: str = "draft", *, max_age_hours: float | None = None, **changes):
+    """What the studio's handlers get (services, settings, sessions) over :func:`make_services`;
+    ``max_age_hours`` (0: sessions never expire) replaces the settings' session age."""
+    from storymaker.ui.context import StudioContext
+    from storymaker.ui.session import SessionManager
+
+    services = make_services(data_dir, backend, **changes)
+    settings = services.settings
+    age = settings.session_max_age_hours if max_age_hours is None else max_age_hours
+    return StudioContext(services, settings, SessionManager(settings.sessions_dir, age))
+
+
 def make_studio(data_dir: Path, backend: str = "draft", **changes):
     from storymaker.ui import build_app
 

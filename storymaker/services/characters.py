@@ -16,8 +16,9 @@ can show ``preview.face_overlay``, ``preview.mask``, ``preview.body_crop``, ``pr
 else from disk, and recomputes (from the stored photo and mask) only when the record was made by
 another face model or image encoder than the configured ones. ``registry.stats`` counts the passes.
 
-The file formats and name rules are :mod:`storymaker.services.character_records`; the components
-(face analysis, segmentation, image encoder) come from the services container
+The file formats and name rules are :mod:`storymaker.services.character_records`; what the models
+see in a photo (face, mask, crops, features) is :mod:`storymaker.services.character_analysis`; the
+components (face analysis, segmentation, image encoder) come from the services container
 (``Services.character_registry``), the one wiring for the app and the CLI.
 """
 
@@ -27,10 +28,8 @@ import difflib
 import json
 import logging
 import re
-import shutil
-import tempfile
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -38,12 +37,20 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 from PIL import Image
 
-from ..domain.character import Character, FaceInfo, Outfit
-from ..errors import CharacterError, ImageError, ProjectError, WeightsNotFoundError
-from ..fsutil import atomic_directory, atomic_write_bytes, atomic_write_json
-from ..images import ImageSource, image_to_png_bytes, load_image, load_mask, read_image
-from ..perception.base import DetectedFace, FaceAnalyzer, ImageEncoder, Segmenter
-from ..perception.crops import CROP_SIZE, character_crop, draw_faces, face_crop, mask_bbox, outfit_crop
+from ..domain.character import Character, Outfit
+from ..errors import CharacterError, ProjectError
+from ..fsutil import atomic_directory, atomic_write_bytes, atomic_write_json, remove_directory
+from ..images import ImageSource, image_to_png_bytes, load_image, load_mask
+from ..perception.base import FaceAnalyzer, ImageEncoder, Segmenter
+from ..perception.crops import outfit_crop
+from .character_analysis import (  # noqa: F401 - MAX_PHOTO_SIDE, MIN_FACE_SIZE: importable from here too
+    MAX_PHOTO_SIDE,
+    MIN_FACE_SIZE,
+    CharacterPreview,
+    PhotoAnalyzer,
+    RegistryStats,
+    closest_face,
+)
 from .character_records import (
     RECORD_FILE,
     character_from_json,
@@ -67,65 +74,6 @@ log = logging.getLogger(__name__)
 
 PREVIEW_FILE = "preview.png"
 OUTFITS_DIR = "outfits"
-#: Longest side of a stored character photo (bigger photos are downscaled while loading).
-MAX_PHOTO_SIDE = 2048
-#: Smallest usable face: the shorter side of its box, in pixels of the (downscaled) photo.
-MIN_FACE_SIZE = 64
-
-
-# --------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class RegistryStats:
-    """Work done by a registry (the render engine's tests assert a known character costs nothing)."""
-
-    face_passes: int = 0  # face analyses run (one per photo analysed)
-    segment_passes: int = 0  # automatic person masks computed
-    clip_passes: int = 0  # images run through the image encoder
-    disk_loads: int = 0  # conditionings read from embeddings.safetensors
-    memory_hits: int = 0  # conditionings served from memory
-    recomputed: int = 0  # stored characters re-encoded because the models differ
-
-    def snapshot(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True, eq=False)
-class CharacterPreview:
-    """What ``analyze`` understood from a photo; nothing is saved until ``add(preview)``."""
-
-    name: str
-    description: str
-    photo: Image.Image  # RGB, as it will be stored
-    mask: Image.Image  # "L", photo size, white = the person
-    face_overlay: Image.Image  # the photo with the detected faces outlined (chosen one in green)
-    body_crop: Image.Image  # 224x224 RGB on white: what the image encoder sees
-    face_crop: Image.Image  # 224x224 aligned face from the original photo
-    face: FaceInfo
-    faces: tuple[DetectedFace, ...]  # all detected faces, largest first (faces[0] is used)
-    face_id: "torch.Tensor"  # (512,)
-    clip_character: "torch.Tensor"  # (T, C)
-    clip_face: "torch.Tensor"  # (T, C)
-    mask_source: str  # "user" or the segmentation model's name
-    face_model: str
-    image_encoder: str
-    original_size: tuple[int, int]
-    notes: tuple[str, ...] = ()  # things the user should know ("3 faces found; the largest is used")
-
-    @property
-    def prompt_noun(self) -> str:
-        return Character(id="-", name=self.name or "-", description=self.description, face=self.face).prompt_noun
-
-    @property
-    def annotated(self) -> Image.Image:
-        """Alias of ``face_overlay``."""
-        return self.face_overlay
-
-
-# --------------------------------------------------------------------------------------------
-# Registry
 
 
 class CharacterRegistry:
@@ -147,32 +95,24 @@ class CharacterRegistry:
         """``root``: the characters folder. Each component is the object itself or a zero-argument
         factory called on first use (listing, renaming and deleting call none of them)."""
         self.root = Path(root)
-        self._sources = {"face": face_analyzer, "segment": segmenter, "encode": image_encoder}
-        self._components: dict[str, Any] = {}
         self.stats = RegistryStats()
+        self.analysis = PhotoAnalyzer(
+            face_analyzer=face_analyzer, segmenter=segmenter, image_encoder=image_encoder, stats=self.stats
+        )
         self._lock = threading.RLock()
         self._cache: dict[tuple[str, str, str, str], Any] = {}
 
-    def _component(self, kind: str, method: str) -> Any:
-        with self._lock:
-            if kind not in self._components:
-                source = self._sources[kind]
-                if source is not None and not hasattr(source, method) and callable(source):
-                    source = source()
-                self._components[kind] = source
-            return self._components[kind]
-
     @property
     def face_analyzer(self) -> FaceAnalyzer:
-        return self._component("face", "analyze")
+        return self.analysis.face_analyzer
 
     @property
     def segmenter(self) -> Segmenter | None:
-        return self._component("segment", "segment")
+        return self.analysis.segmenter
 
     @property
     def image_encoder(self) -> ImageEncoder:
-        return self._component("encode", "encode")
+        return self.analysis.image_encoder
 
     # ---- reading ---------------------------------------------------------------------------
     def list(self) -> list[Character]:
@@ -253,56 +193,7 @@ class CharacterRegistry:
         if name is not None and str(name).strip():
             clean_name = validate_name(name)
             self._check_free(clean_name)
-        clean_description = validate_description(description)
-        loaded = read_image(photo, what="photo", max_side=MAX_PHOTO_SIDE)
-        self._preflight(needs_segmenter=mask is None)
-        rgb_image = loaded.image
-        notes: list[str] = []
-        if loaded.downscaled:
-            notes.append(
-                f"The photo was downscaled from {loaded.original_size[0]}x{loaded.original_size[1]} "
-                f"to {rgb_image.width}x{rgb_image.height}."
-            )
-        # Check the user's mask before any model runs: a wrong size is the user's to fix.
-        user_mask = None
-        if mask is not None:
-            user_mask = load_mask(mask, what="mask", size=rgb_image.size, original_size=loaded.original_size)
-            mask_bbox(user_mask)
-        faces = self._detect(rgb_image)
-        chosen = faces[0]
-        if len(faces) > 1:
-            notes.append(
-                f"{len(faces)} faces found; the largest (box 1, outlined in green) is used. "
-                "Crop the photo to one person to choose another."
-            )
-        if user_mask is not None:
-            person_mask, mask_source = user_mask, "user"
-        else:
-            person_mask, mask_source = self._segment(rgb_image), getattr(self.segmenter, "name", "none")
-        body, face_image = self._crops(rgb_image, person_mask, chosen.kps)
-        clip_character, clip_face = self._encode([body, face_image])
-        import torch
-
-        info = face_info(chosen, len(faces))
-        return CharacterPreview(
-            name=clean_name,
-            description=clean_description,
-            photo=rgb_image,
-            mask=person_mask,
-            face_overlay=draw_faces(rgb_image, faces, 0),
-            body_crop=body,
-            face_crop=face_image,
-            face=info,
-            faces=tuple(faces),
-            face_id=torch.from_numpy(np.asarray(chosen.embedding, dtype=np.float32).reshape(-1).copy()),
-            clip_character=clip_character,
-            clip_face=clip_face,
-            mask_source=mask_source,
-            face_model=self.face_analyzer.name,
-            image_encoder=self.image_encoder.name,
-            original_size=loaded.original_size,
-            notes=tuple(notes),
-        )
+        return self.analysis.analyze(photo, name=clean_name, description=validate_description(description), mask=mask)
 
     def preview(
         self, photo: ImageSource, *, mask: ImageSource | None = None, name: str = "", description: str = ""
@@ -401,14 +292,10 @@ class CharacterRegistry:
         """Delete a character and its files; returns the removed record."""
         with self._lock:
             character = self.get(name_or_id)
-            folder = self.root / character.id
-            trash = Path(tempfile.mkdtemp(prefix=f".{character.id}.", suffix=".deleted", dir=self.root))
-            trash.rmdir()
             try:
-                folder.rename(trash)  # atomic: the character disappears at once
+                remove_directory(self.root / character.id)  # atomic: the character disappears at once
             except OSError as err:
                 raise ProjectError(f"Could not delete {character.name!r} ({err}): check the folder is writable.") from None
-            shutil.rmtree(trash, ignore_errors=True)
             for key in [k for k in self._cache if k[0] == character.id]:
                 del self._cache[key]
             return character
@@ -430,7 +317,7 @@ class CharacterRegistry:
                 raise CharacterError(f"{character.name} already has an outfit called {clean!r}: pick another name or remove it first.")
             picture = load_image(image, what="outfit image", max_side=1024)
             crop = outfit_crop(picture)
-            (clip_outfit,) = self._encode([crop])
+            (clip_outfit,) = self.analysis.encode([crop])
             outfit_id = new_id(clean, taken=[o.image_file for o in character.outfits])
             image_file = f"{OUTFITS_DIR}/{outfit_id}.png"
             folder = self.root / character.id
@@ -516,13 +403,13 @@ class CharacterRegistry:
             face_id = stored["face_id"]
             kps = np.asarray(face.kps, dtype=np.float32)
         else:
-            faces = self._detect(photo)
-            chosen = _closest_face(faces, face.bbox if face is not None else None)
+            faces = self.analysis.detect(photo)
+            chosen = closest_face(faces, face.bbox if face is not None else None)
             face_id = torch.from_numpy(np.asarray(chosen.embedding, dtype=np.float32).reshape(-1).copy())
             kps = chosen.kps
             face = replace(face_info(chosen, len(faces)))
-        body, face_image = self._crops(photo, person_mask, kps)
-        clip_character, clip_face = self._encode([body, face_image])
+        body, face_image = self.analysis.crops(photo, person_mask, kps)
+        clip_character, clip_face = self.analysis.encode([body, face_image])
         self.stats.recomputed += 1
         atomic_write_bytes(folder / character.body_crop_file, image_to_png_bytes(body))
         atomic_write_bytes(folder / character.face_crop_file, image_to_png_bytes(face_image))
@@ -551,7 +438,7 @@ class CharacterRegistry:
             features = tensors["clip_character"]
         else:
             picture = load_image(folder / outfit.image_file, what="stored outfit image", max_side=None)
-            (features,) = self._encode([outfit_crop(picture)])
+            (features,) = self.analysis.encode([outfit_crop(picture)])
             self.stats.recomputed += 1
             atomic_write_bytes(path, embeddings_bytes({"clip_character": features}, face_model="", image_encoder=self.image_encoder.name))
         self._cache[key] = features
@@ -577,68 +464,6 @@ class CharacterRegistry:
             raise CharacterError(f"{character.name} has no outfit called {str(outfit_name)!r} (outfits: {names}).")
         return item
 
-    def _preflight(self, *, needs_segmenter: bool) -> None:
-        """Report every missing model at once (components with a ``check()``), before any runs."""
-        components = [self.face_analyzer, self.image_encoder] + ([self.segmenter] if needs_segmenter else [])
-        problems = []
-        for component in components:
-            check = getattr(component, "check", None)
-            if component is None or check is None:
-                continue
-            try:
-                check()
-            except WeightsNotFoundError as err:
-                problems.append(str(err))
-        if len(problems) == 1:
-            raise WeightsNotFoundError(problems[0])
-        if problems:
-            raise WeightsNotFoundError(
-                "Registering a character needs model weights that are not on this machine:\n"
-                + "\n".join(f"  - {p}" for p in problems)
-            )
-
-    def _detect(self, rgb_image: Image.Image) -> list[DetectedFace]:
-        faces = list(self.face_analyzer.analyze(np.asarray(rgb_image.convert("RGB"), dtype=np.uint8)))
-        self.stats.face_passes += 1
-        if not faces:
-            raise ImageError(
-                "No face was found in the photo: use a photo where one face is clearly visible, "
-                f"frontal and well lit, at least {MIN_FACE_SIZE} pixels tall."
-            )
-        faces.sort(key=lambda f: f.area, reverse=True)
-        x1, y1, x2, y2 = faces[0].bbox
-        side = min(x2 - x1, y2 - y1)
-        if side < MIN_FACE_SIZE:
-            raise ImageError(
-                f"The face in the photo is too small ({x2 - x1:.0f}x{y2 - y1:.0f} pixels; at least "
-                f"{MIN_FACE_SIZE}x{MIN_FACE_SIZE} is needed): use a closer or higher-resolution photo."
-            )
-        return faces
-
-    def _segment(self, rgb_image: Image.Image) -> Image.Image:
-        if self.segmenter is None:
-            raise ImageError("No segmentation model is configured: supply the person mask yourself (white = the person).")
-        person_mask = self.segmenter.segment(rgb_image).convert("L")
-        self.stats.segment_passes += 1
-        if person_mask.size != rgb_image.size:
-            person_mask = person_mask.resize(rgb_image.size, Image.Resampling.BILINEAR)
-        try:
-            mask_bbox(person_mask)
-        except ImageError:
-            raise ImageError(
-                "The automatic person mask is empty (nobody was segmented): supply your own mask "
-                "(white = the person, same size as the photo) or use a photo with a plainer background."
-            ) from None
-        return person_mask
-
-    def _crops(self, photo: Image.Image, person_mask: Image.Image, kps: np.ndarray) -> tuple[Image.Image, Image.Image]:
-        return character_crop(photo, person_mask, CROP_SIZE), face_crop(photo, kps, CROP_SIZE)
-
-    def _encode(self, images: list[Image.Image]) -> list["torch.Tensor"]:
-        features = self.image_encoder.encode(images)
-        self.stats.clip_passes += len(images)
-        return [features[i].clone() for i in range(len(images))]
-
     def _read_record(self, folder: Path) -> Character:
         path = folder / RECORD_FILE
         try:
@@ -654,18 +479,3 @@ class CharacterRegistry:
             raise ProjectError(f"Could not save {character.name!r} ({err}): check the folder is writable.") from None
         return character
 
-
-def _closest_face(faces: list[DetectedFace], bbox: tuple[float, float, float, float] | None) -> DetectedFace:
-    if bbox is None:
-        return faces[0]
-
-    def iou(face: DetectedFace) -> float:
-        ax1, ay1, ax2, ay2 = face.bbox
-        bx1, by1, bx2, by2 = bbox
-        w = max(0.0, min(ax2, bx2) - max(ax1, bx1))
-        h = max(0.0, min(ay2, by2) - max(ay1, by1))
-        inter = w * h
-        union = face.area + max(0.0, bx2 - bx1) * max(0.0, by2 - by1) - inter
-        return inter / union if union > 0 else 0.0
-
-    return max(faces, key=iou)
