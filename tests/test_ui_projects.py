@@ -190,3 +190,23 @@ def test_undo_refuses_when_the_name_was_taken_again(ctx, sid):
     with pytest.raises(StoryMakerError, match="exists again"):
         characters_tab.undo_delete(ctx, sid)
     assert [c.name for c in ctx.registry(sid).list()] == ["Eileen"]
+
+
+def test_an_untitled_project_takes_the_scripts_title_and_the_style_menu_follows_the_script(ctx, sid):
+    """Found by using the studio: two projects written from scratch were both listed as
+    "Untitled story", and after a reload the style menu was empty although the script said
+    ``style: manga``."""
+    add(ctx, sid)
+    story_tab.validate(ctx, sid, "title: Moon Walk\nstyle: manga\n\n[Eileen] waves\n")
+    assert ctx.project(sid).title == "Moon Walk"
+    assert project_tab.project_choices(ctx, sid)[0][0].startswith("Moon Walk · ")
+    # A title the person chose is kept.
+    project_tab.rename_project(ctx, sid, ctx.project(sid).path.name, "My book")
+    story_tab.validate(ctx, sid, "title: Another title\n\n[Eileen] waves\n")
+    assert ctx.project(sid).title == "My book"
+
+    # The style menu shows a library style of the header; free text or none leaves it empty,
+    # and unregistered names do not hide the header.
+    assert story_tab.script_header("title: T\nstyle: Manga\n\n[Nobody] waves\n") == ("T", "manga")
+    assert story_tab.script_header("style: ink and watercolour\n\na cat\n") == ("", None)
+    assert story_tab.script_header("") == ("", None)

@@ -73,6 +73,11 @@ CSS = """
   .tab-container button { padding-left: 5px !important; padding-right: 5px !important;
     font-size: 0.84em !important; }
   #intro { display: none; }
+  /* Galleries: two panels a row (three versions, one comic page) instead of three 100px
+     thumbnails under their captions. */
+  #panels .grid-container { --grid-cols: 2 !important; }
+  #versions .grid-container { --grid-cols: 3 !important; }
+  #comic-pages .grid-container { --grid-cols: 1 !important; }
 }
 """
 

@@ -226,7 +226,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         with gr.Row():
             show_versions = gr.Button("Show the versions of the panel above")
             sort = gr.Dropdown(list(scores_view.SORTS), value="Render order", label="Sort versions by")
-        versions = gr.Gallery(fit_columns=False, label="Versions", columns=5, height=200, allow_preview=False)
+        versions = gr.Gallery(fit_columns=False, label="Versions", columns=5, height=200, allow_preview=False,
+                              elem_id="versions")
         versions_status = gr.Markdown()
     with gr.Accordion("Settings (draft sketches use only the size and the seed)" if draft else "Settings",
                       open=not draft, elem_id="render-settings"):
