@@ -9,7 +9,7 @@ from ui_helpers import PHOTO, THREE_PANELS, make_services
 
 from storymaker.errors import StoryMakerError
 from storymaker.services import storage
-from storymaker.ui import characters_tab, project_tab, render_tab, story_tab
+from storymaker.ui import characters_tab, comic_tab, project_tab, render_tab, story_tab
 from storymaker.ui.context import StudioContext
 from storymaker.ui.session import SessionManager
 
@@ -171,6 +171,12 @@ def test_delete_character_asks_names_the_panels_and_can_be_undone(ctx, sid):
     assert [c.name for c in ctx.registry(sid).list()] == ["Tom"]
     status, _ = story_tab.validate(ctx, sid, ctx.project(sid).read_script())
     assert "line 4" in status  # the script reports the binding clearly
+    # The Comic tab says why the rendered panels are not shown (not "render some panels first").
+    layout = comic_tab.layout_options(ctx, sid, "Printed pages", 2, "A4", "portrait", "cover", 10, 2, "")
+    pages, note = comic_tab.preview_pages(ctx, sid, layout)
+    assert pages == [] and note == comic_tab.SCRIPT_PROBLEMS
+    with pytest.raises(StoryMakerError, match="Story tab lists them"):
+        comic_tab.export_comic(ctx, sid, layout, "pdf")
 
     assert "Eileen" in characters_tab.undo_delete(ctx, sid)
     back = ctx.registry(sid).get("Eileen")

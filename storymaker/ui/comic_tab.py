@@ -56,6 +56,16 @@ def _changed_note(panels) -> str:
 
 
 NOTHING_YET = "Render some panels first (Render tab): the comic uses the chosen version of each."
+SCRIPT_PROBLEMS = ("The script has problems (the Story tab lists them): fix them and the comic shows "
+                   "the rendered panels again.")
+
+
+def _nothing(ctx: StudioContext, sid: str) -> str:
+    """Why there is no comic: no renders yet, or a script that does not parse any more (a deleted
+    character, a typo), which used to say "render some panels first" over panels already rendered."""
+    if ctx.story(sid, strict=False) is None and ctx.project(sid).read_script().strip():
+        return SCRIPT_PROBLEMS
+    return NOTHING_YET
 
 
 def preview_pages(ctx: StudioContext, sid: str, options) -> tuple[list, str]:
@@ -66,7 +76,7 @@ def preview_pages(ctx: StudioContext, sid: str, options) -> tuple[list, str]:
 
     panels = comic_panels(ctx, sid)
     if not panels:
-        return [], NOTHING_YET
+        return [], _nothing(ctx, sid)
     pages = render_pages(panels, replace(options, dpi=PREVIEW_DPI))
     return ([(page, f"Page {i + 1}") for i, page in enumerate(pages)],
             f"{len(panels)} panel(s) on {len(pages)} page(s)." + _changed_note(panels))
@@ -80,7 +90,7 @@ def export_comic(ctx: StudioContext, sid: str, options, fmt: str) -> tuple[str, 
 
     panels = comic_panels(ctx, sid)
     if not panels:
-        raise ExportError(NOTHING_YET)
+        raise ExportError(_nothing(ctx, sid))
     ctx.project(sid).set_comic_settings(_as_dict(options))
     folder = ctx.sessions.downloads_dir(sid) / f"comic-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
     stem = options.title or ctx.project(sid).title or "comic"
