@@ -136,3 +136,10 @@ def test_the_editor_links_the_script_documentation(studio, tmp_path, monkeypatch
     assert story_tab.format_reference().startswith("# The story script")
     monkeypatch.setattr(story_tab, "DOCS_FILE", tmp_path / "absent.md")
     assert "docs/script.md" in story_tab.format_reference()
+
+
+def test_the_photo_box_says_the_upload_limit_before_the_browser_refuses_a_file(studio):
+    """Gradio refuses a larger file in the browser with its own notice, which says nothing of
+    what to do: the tab states the formats and the limit (5 MB in these tests) beside the box."""
+    notes = [m.value for m in _blocks(studio, "Markdown") if "New character" in str(m.value)]
+    assert len(notes) == 1 and "JPEG, PNG or WebP, at most 5 MB" in notes[0]
