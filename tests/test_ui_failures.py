@@ -143,3 +143,18 @@ def test_the_photo_box_says_the_upload_limit_before_the_browser_refuses_a_file(s
     what to do: the tab states the formats and the limit (5 MB in these tests) beside the box."""
     notes = [m.value for m in _blocks(studio, "Markdown") if "New character" in str(m.value)]
     assert len(notes) == 1 and "JPEG, PNG or WebP, at most 5 MB" in notes[0]
+
+
+def test_another_project_shows_no_download_or_scores_of_the_one_before(studio):
+    """After "Make the example comic" the Comic tab still offered the previous project's PNG for
+    download. Every event that changes the project refreshes the download and the scores too, and
+    a refresh hides the download box and empties the report."""
+    fns = {f.api_name: f for f in studio.blocks.fns.values() if getattr(f, "api_name", None)}
+    for name in ("start_session", "new_project", "switch_project", "open_project", "duplicate_project",
+                 "delete_project", "example_project"):
+        ids = [o.elem_id for o in fns[name].outputs]
+        assert {"comic-download", "character-sheets", "consistency-report"} <= set(ids), name
+    start = fns["start_session"]
+    values = dict(zip([o.elem_id for o in start.outputs], start.fn(None)))
+    assert values["comic-download"] == {"__type__": "update", "value": None, "visible": False}
+    assert values["character-sheets"] == [] and values["consistency-report"] == ""

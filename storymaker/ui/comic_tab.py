@@ -144,7 +144,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 title = gr.Textbox(label="Title on the first page", placeholder="empty: the story's title")
             from . import scores_view
 
-            scores_view.render(ctx, session)
+            consistency = scores_view.render(ctx, session)
         with gr.Column(scale=5):
             pages = gr.Gallery(label="Pages", columns=2, height=600, object_fit="contain",
                                buttons=["download", "fullscreen"], elem_id="comic-pages")
@@ -176,8 +176,11 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     zip_btn.click(user_errors(on_zip), [session], [download, status], api_name="export_zip")
 
     def refresh(sid):
-        return preview_pages(ctx, sid, layout_options(ctx, sid, "Printed pages", 2, "A4", "portrait",
-                                                      "cover", 10, 2, ""))
+        # Another project (or a reload): its pages, and no download or scores of the one before.
+        shown, note = preview_pages(ctx, sid, layout_options(ctx, sid, "Printed pages", 2, "A4", "portrait",
+                                                             "cover", 10, 2, ""))
+        return shown, note, gr.update(value=None, visible=False), [], ""
 
-    return {"refresh": (user_errors(refresh), [pages, status]),
+    return {"refresh": (user_errors(refresh), [pages, status, download, consistency["sheets"],
+                                               consistency["report"]]),
             "preview": (user_errors(on_preview), inputs, [pages, status])}
