@@ -145,7 +145,7 @@ def test_the_photo_box_says_the_upload_limit_before_the_browser_refuses_a_file(s
     assert len(notes) == 1 and "JPEG, PNG or WebP, at most 5 MB" in notes[0]
 
 
-def test_another_project_shows_no_download_or_scores_of_the_one_before(studio):
+def test_another_project_shows_no_download_scores_or_versions_of_the_one_before(studio):
     """After "Make the example comic" the Comic tab still offered the previous project's PNG for
     download. Every event that changes the project refreshes the download and the scores too, and
     a refresh hides the download box and empties the report."""
@@ -153,8 +153,12 @@ def test_another_project_shows_no_download_or_scores_of_the_one_before(studio):
     for name in ("start_session", "new_project", "switch_project", "open_project", "duplicate_project",
                  "delete_project", "example_project"):
         ids = [o.elem_id for o in fns[name].outputs]
-        assert {"comic-download", "character-sheets", "consistency-report"} <= set(ids), name
+        assert {"comic-download", "character-sheets", "consistency-report", "versions", "versions-status",
+                "render-status"} <= set(ids), name
     start = fns["start_session"]
     values = dict(zip([o.elem_id for o in start.outputs], start.fn(None)))
     assert values["comic-download"] == {"__type__": "update", "value": None, "visible": False}
     assert values["character-sheets"] == [] and values["consistency-report"] == ""
+    # The versions of another project's panel are gone: a click there would choose a version of
+    # this project's panel that nobody saw.
+    assert values["versions"] == [] and values["versions-status"] == values["render-status"] == ""

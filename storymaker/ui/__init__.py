@@ -193,7 +193,7 @@ def build_app(services: Any, *, settings: Settings | None = None,
         summary_fn = project["handlers"]["summary"]
 
         # Opening a tab shows the latest state (renders finished elsewhere, a new project...).
-        render_block.select(render["refresh"][0], [session], render["refresh"][1], show_progress="hidden",
+        render_block.select(render["select"][0], [session], render["select"][1], show_progress="hidden",
                             api_visibility="private")
         comic_block.select(comic["preview"][0], comic["preview"][1], comic["preview"][2], show_progress="hidden",
                            api_visibility="private")

@@ -228,7 +228,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             sort = gr.Dropdown(list(scores_view.SORTS), value="Render order", label="Sort versions by")
         versions = gr.Gallery(fit_columns=False, label="Versions", columns=5, height=200, allow_preview=False,
                               elem_id="versions")
-        versions_status = gr.Markdown()
+        versions_status = gr.Markdown(elem_id="versions-status")
     with gr.Accordion("Settings (draft sketches use only the size and the seed)" if draft else "Settings",
                       open=not draft, elem_id="render-settings"):
         with gr.Row():
@@ -312,4 +312,10 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     def refresh(sid):
         return panel_gallery(ctx, sid)
 
-    return {"refresh": (user_errors(refresh), [panels]), "events": events}
+    def reset(sid):
+        # Another project (or a reload): no versions or status of the one before, where a click
+        # on an old thumbnail would choose a version of this project's panel unseen.
+        return panel_gallery(ctx, sid), [], "", ""
+
+    return {"select": (user_errors(refresh), [panels]),
+            "refresh": (user_errors(reset), [panels, versions, versions_status, status]), "events": events}
