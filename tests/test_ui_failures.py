@@ -162,3 +162,14 @@ def test_another_project_shows_no_download_scores_or_versions_of_the_one_before(
     # The versions of another project's panel are gone: a click there would choose a version of
     # this project's panel that nobody saw.
     assert values["versions"] == [] and values["versions-status"] == values["render-status"] == ""
+
+
+def test_a_click_on_a_version_chooses_for_the_panel_whose_versions_are_shown(studio):
+    """The click read the Panel field: show panel 2's versions, type 1 in the field, click v2,
+    and panel 1's version 2 was chosen. The click now uses the panel the gallery was filled for."""
+    versions = next(b for b in studio.blocks.blocks.values() if getattr(b, "elem_id", None) == "versions")
+    (select,) = [f for f in studio.blocks.fns.values() if (versions._id, "select") in f.targets]
+    show = next(f for f in studio.blocks.fns.values() if getattr(f, "api_name", None) == "panel_versions")
+    shown = select.inputs[1]
+    assert type(shown).__name__ == "State" and shown in show.outputs
+    assert not any(getattr(b, "label", None) == "Panel" for b in select.inputs)

@@ -292,12 +292,17 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     cancel.click(user_errors(lambda sid: cancel_render(ctx, sid)), [session], [status],
                  queue=False, api_name="cancel_render")
 
-    def on_versions(sid, number, order="Render order"):
-        return version_gallery(ctx, sid, number, order)
+    # The panel whose versions are shown: a click on one chooses for that panel, even after the
+    # Panel field was changed to another number.
+    shown_panel = gr.State(None)
 
-    show_versions.click(user_errors(on_versions), [session, panel_number, sort], [versions, versions_status],
-                        api_name="panel_versions")
-    sort.change(user_errors(on_versions), [session, panel_number, sort], [versions, versions_status],
+    def on_versions(sid, number, order="Render order"):
+        items, text = version_gallery(ctx, sid, number, order)
+        return items, text, number
+
+    show_versions.click(user_errors(on_versions), [session, panel_number, sort],
+                        [versions, versions_status, shown_panel], api_name="panel_versions")
+    sort.change(user_errors(on_versions), [session, panel_number, sort], [versions, versions_status, shown_panel],
                 api_visibility="private")
 
     def on_choose(sid, number, order, evt):
@@ -306,7 +311,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         return message, items, panel_gallery(ctx, sid)
 
     on_choose.__annotations__ = {"evt": gr.SelectData}  # real class: this module's annotations are strings
-    versions.select(user_errors(on_choose), [session, panel_number, sort], [versions_status, versions, panels],
+    versions.select(user_errors(on_choose), [session, shown_panel, sort], [versions_status, versions, panels],
                     api_visibility="private")
 
     def refresh(sid):
@@ -315,7 +320,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     def reset(sid):
         # Another project (or a reload): no versions or status of the one before, where a click
         # on an old thumbnail would choose a version of this project's panel unseen.
-        return panel_gallery(ctx, sid), [], "", ""
+        return panel_gallery(ctx, sid), [], "", "", None
 
     return {"select": (user_errors(refresh), [panels]),
-            "refresh": (user_errors(reset), [panels, versions, versions_status, status]), "events": events}
+            "refresh": (user_errors(reset), [panels, versions, versions_status, status, shown_panel]),
+            "events": events}
