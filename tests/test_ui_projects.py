@@ -216,3 +216,17 @@ def test_an_untitled_project_takes_the_scripts_title_and_the_style_menu_follows_
     assert story_tab.script_header("title: T\nstyle: Manga\n\n[Nobody] waves\n") == ("T", "manga")
     assert story_tab.script_header("style: ink and watercolour\n\na cat\n") == ("", None)
     assert story_tab.script_header("") == ("", None)
+
+
+def test_the_comic_layout_comes_back_with_the_project(ctx, sid):
+    """A reload showed the default layout again although the last comic was a strip."""
+    add(ctx, sid)
+    story_tab.validate(ctx, sid, THREE_PANELS.format(name="Eileen"))
+    render_all(ctx, sid)
+    assert comic_tab.saved_layout(ctx, sid) == comic_tab.LAYOUT_DEFAULTS  # before any comic
+    strip = comic_tab.layout_options(ctx, sid, "Strip (one row)", 3, "Letter", "landscape", "fit", 4, 1, "")
+    comic_tab.export_comic(ctx, sid, strip, "png")
+    assert comic_tab.saved_layout(ctx, sid) == ("Strip (one row)", 3, "Letter", "landscape", "fit", 4, 1, "")
+    own = comic_tab.layout_options(ctx, sid, "Grid", 2, "A4", "portrait", "cover", 10, 2, "My own title")
+    comic_tab.export_comic(ctx, sid, own, "pdf")
+    assert comic_tab.saved_layout(ctx, sid)[0] == "Grid" and comic_tab.saved_layout(ctx, sid)[-1] == "My own title"

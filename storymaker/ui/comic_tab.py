@@ -109,6 +109,26 @@ def export_comic(ctx: StudioContext, sid: str, options, fmt: str) -> tuple[str, 
                          + _changed_note(panels))
 
 
+LAYOUT_DEFAULTS = ("Printed pages", 2, "A4", "portrait", "cover", 10, 2, "")
+
+
+def saved_layout(ctx: StudioContext, sid: str) -> tuple:
+    """The layout widgets' values as the project's last comic was made (kept in project.json), so
+    that a reload or reopening the project shows the same layout; the defaults before any comic.
+    The title is kept only when it is not simply the story's own title (which may change)."""
+    saved = ctx.project(sid).comic_settings()
+    if not saved:
+        return LAYOUT_DEFAULTS
+    label = next((name for name, kind in KIND_LABELS.items() if kind == saved.get("kind")), LAYOUT_DEFAULTS[0])
+    story = ctx.story(sid, strict=False)
+    title = str(saved.get("title") or "")
+    if story is not None and title == story.title:
+        title = ""
+    values = (label, saved.get("columns"), saved.get("page_size"), saved.get("orientation"), saved.get("fit"),
+              saved.get("gutter"), saved.get("border"), title)
+    return tuple(default if value is None else value for value, default in zip(values, LAYOUT_DEFAULTS))
+
+
 def _as_dict(options) -> dict:
     from dataclasses import asdict
 
@@ -175,12 +195,14 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     zip_btn.click(user_errors(on_zip), [session], [download, status], api_name="export_zip")
 
+    layout_widgets = [kind, columns, page_size, orientation, fit, gutter, border, title]
+
     def refresh(sid):
-        # Another project (or a reload): its pages, and no download or scores of the one before.
-        shown, note = preview_pages(ctx, sid, layout_options(ctx, sid, "Printed pages", 2, "A4", "portrait",
-                                                             "cover", 10, 2, ""))
-        return shown, note, gr.update(value=None, visible=False), [], ""
+        # Another project (or a reload): its layout and pages, and no download or scores of the one before.
+        values = saved_layout(ctx, sid)
+        shown, note = preview_pages(ctx, sid, layout_options(ctx, sid, *values))
+        return (shown, note, gr.update(value=None, visible=False), [], "", *values)
 
     return {"refresh": (user_errors(refresh), [pages, status, download, consistency["sheets"],
-                                               consistency["report"]]),
+                                               consistency["report"], *layout_widgets]),
             "preview": (user_errors(on_preview), inputs, [pages, status])}
