@@ -203,7 +203,8 @@ def test_an_untitled_project_takes_the_scripts_title_and_the_style_menu_follows_
     "Untitled story", and after a reload the style menu was empty although the script said
     ``style: manga``."""
     add(ctx, sid)
-    story_tab.validate(ctx, sid, "title: Moon Walk\nstyle: manga\n\n[Eileen] waves\n")
+    for typed in ("t", "title: M", "title: Mo", "title: Moo", "title: Moon Walk\nstyle: manga\n\n[Eileen] waves\n"):
+        story_tab.validate(ctx, sid, typed)  # the editor checks the script as it is typed
     assert ctx.project(sid).title == "Moon Walk"
     assert project_tab.project_choices(ctx, sid)[0][0].startswith("Moon Walk · ")
     # A title the person chose is kept.

@@ -65,15 +65,17 @@ def validate(ctx: StudioContext, sid: str, text: str) -> tuple[str, list[list[An
 
     text = text or ""
     project = ctx.project(sid)
+    # An untitled project takes the script's title and follows it while it is typed ("M", "Mo",
+    # ... "Moon Walk"), so the project list tells projects apart; a title given by hand stays.
+    follows = project.title in ("", UNTITLED) or project.title == script_header(project.read_script())[0]
     project.write_script(text)
     _, names, poses = ctx.script_inputs(sid)
     if not text.strip():
         return "Write a story: one panel per line (see the format help).", []
     report = check(text, names, poses=poses)
-    if project.title in ("", UNTITLED):
-        # An untitled project takes the script's title: the project list then tells projects apart.
+    if follows:
         title = report.story.title if report.story is not None else script_header(text)[0]
-        if title:
+        if title and title != project.title:
             project.set_title(title)
     rows = panel_rows(report.story) if report.story is not None else []
     lines = []
