@@ -175,6 +175,7 @@ def test_delete_character_asks_names_the_panels_and_can_be_undone(ctx, sid):
     layout = comic_tab.layout_options(ctx, sid, "Printed pages", 2, "A4", "portrait", "cover", 10, 2, "")
     pages, note = comic_tab.preview_pages(ctx, sid, layout)
     assert pages == [] and note == comic_tab.SCRIPT_PROBLEMS
+    assert render_tab.panel_gallery(ctx, sid) == [] and "Story tab" in render_tab.gallery_note(ctx, sid)
     with pytest.raises(StoryMakerError, match="Story tab lists them"):
         comic_tab.export_comic(ctx, sid, layout, "pdf")
 
@@ -184,6 +185,7 @@ def test_delete_character_asks_names_the_panels_and_can_be_undone(ctx, sid):
     assert ctx.registry(sid).conditioning("Eileen") is not None  # usable again, files and all
     status, _ = story_tab.validate(ctx, sid, ctx.project(sid).read_script())
     assert "valid: 3 panels" in status
+    assert render_tab.gallery_note(ctx, sid) == "" and len(render_tab.panel_gallery(ctx, sid)) == 3
     with pytest.raises(StoryMakerError, match="no deleted character"):
         characters_tab.undo_delete(ctx, sid)
 

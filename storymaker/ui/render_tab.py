@@ -120,6 +120,18 @@ def panel_gallery(ctx: StudioContext, sid: str) -> list[tuple[str, str]]:
     return items
 
 
+SCRIPT_PROBLEMS = ("The script has problems (the Story tab lists them): its panels and their renders show "
+                   "again once they are fixed.")
+
+
+def gallery_note(ctx: StudioContext, sid: str) -> str:
+    """Why the panel gallery is empty although the script is not: the script has problems (a
+    deleted character, a typo); empty otherwise."""
+    if ctx.story(sid, strict=False) is None and ctx.project(sid).read_script().strip():
+        return warn(SCRIPT_PROBLEMS)
+    return ""
+
+
 def _panel_render(ctx: StudioContext, sid: str, panel_number):
     """The panel numbered ``panel_number`` in the current script, with its renders (PanelRender)."""
     from ..errors import InvalidInputError
@@ -315,13 +327,14 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                     api_visibility="private")
 
     def refresh(sid):
-        return panel_gallery(ctx, sid)
+        note = gallery_note(ctx, sid)
+        return panel_gallery(ctx, sid), note or gr.skip()  # else the last render's status stays
 
     def reset(sid):
         # Another project (or a reload): no versions or status of the one before, where a click
         # on an old thumbnail would choose a version of this project's panel unseen.
-        return panel_gallery(ctx, sid), [], "", "", None
+        return panel_gallery(ctx, sid), [], "", gallery_note(ctx, sid), None
 
-    return {"select": (user_errors(refresh), [panels]),
+    return {"select": (user_errors(refresh), [panels, status]),
             "refresh": (user_errors(reset), [panels, versions, versions_status, status, shown_panel]),
             "events": events}
