@@ -290,6 +290,9 @@ def test_phone_runs_the_example_comic_with_the_actions_on_the_first_screen(app_u
     _shot(page, shots, "12-phone-render")
     box = page.get_by_role("button", name="Render all panels").bounding_box()
     assert box["y"] + box["height"] <= 844
+    # Two panels a row, not three 100px thumbnails hidden under their captions.
+    thumb = page.locator("#panels button.thumbnail-item").first.bounding_box()
+    assert thumb["width"] >= 140, thumb
 
     _tab(page, "Story")
     _wait_text(page, "#script-issues", "valid:")

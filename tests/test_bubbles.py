@@ -295,3 +295,18 @@ def test_stand_in_detector_finds_the_face_on_a_photo_and_bubbles_avoid_it():
     assert [h.name for h in panel.heads] == ["Eileen"]  # one face, one character: named
     (page,) = render_comic([panel], LayoutOptions(kind="strip", panel_height=512), draw=False)
     _check_panel(page, panel, ("Eileen",))
+
+
+def test_lines_that_become_captions_still_read_top_to_bottom():
+    """Found on a three-speaker panel: the first line that had no room for a bubble took the
+    lowest free row and the next went above it, so the captions read in reverse order."""
+    area = Rect(0, 0, 600, 400)
+    faces = {"Ava": Rect(20, 90, 270, 220), "Ben": Rect(310, 90, 270, 220)}  # bands above and below
+    lines = (Dialogue("Ava", LONG), Dialogue("Ben", "No. " + LONG))
+    anchors = (SpeakerAnchor("Ava", None, 0, 2), SpeakerAnchor("Ben", None, 1, 2))
+    first, second = plan_lettering(area, None, lines, anchors, faces)
+    assert (first.speaker, second.speaker) == ("Ava", "Ben")
+    assert first.kind == second.kind == "caption"
+    assert first.box.y < second.box.y  # script order, top to bottom
+    for b in (first, second):
+        assert not b.overlaps and not any(b.box.intersects(f) for f in faces.values())

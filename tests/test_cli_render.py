@@ -120,6 +120,27 @@ def test_missing_story_and_unknown_character(tmp_path, capsys):
                  "--out", str(tmp_path / "c.pdf"), "--backend", "draft"]) == 2
     err = capsys.readouterr().err
     assert "Zed" in err and "Traceback" not in err
+    # The file is named (batch reads several) and the command line's own way to register is given.
+    assert f"{story}: The story script has 1 problem" in err and "--characters NAME=PHOTO" in err
+
+
+def test_progress_bar_counts_the_panels_still_to_come(story_file):
+    """The bar's total covered only the panels begun so far: it said 100% after every panel."""
+    from storymaker.cli.render import _progress_bar
+
+    bar, progress = _progress_bar(None, [0, 1, 2], "draft")
+    try:
+        progress(0, 3, 0, 4)
+        assert bar.total == 12
+        for step in range(1, 5):
+            progress(0, 3, step, 4)
+        progress(1, 3, 0, 2)  # a panel with its own steps: the estimate follows
+        assert (bar.n, bar.total) == (4, 8)
+        progress(1, 3, 2, 2)
+        progress(2, 3, 2, 2)
+        assert bar.n == bar.total == 8
+    finally:
+        bar.close()
 
 
 def test_storymaker_without_weights_exits_2_once_and_writes_nothing(tmp_path, capsys):

@@ -71,6 +71,7 @@ def test_download_offline_is_a_clear_error_exit_2(capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
     assert "SDXL base model (stabilityai/stable-diffusion-xl-base-1.0" in err and "HF_HUB_OFFLINE" in err
+    assert "unset HF_HUB_OFFLINE" in err  # not only "run download", which is what was run
 
 
 def test_download_without_network_fails_fast(monkeypatch, capsys):

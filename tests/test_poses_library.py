@@ -186,3 +186,10 @@ def test_import_openpose_json_and_delete(capsys, tmp_path):
     assert "duo-imported" not in PoseLibrary.for_project(project).names()
     assert main(["poses", "delete", "standing", "--project", str(project)]) == 2
     assert "built-in" in capsys.readouterr().err
+
+
+def test_cli_derive_says_one_person(capsys, tmp_path):
+    project = tmp_path / "p"
+    PoseLibrary.for_project(project).save(make_pose("mine", [skeleton()]))
+    assert main(["poses", "derive", "waving", "waving-left", "--mirror", "--project", str(project)]) == 0
+    assert "'waving-left' (1 person)" in capsys.readouterr().out

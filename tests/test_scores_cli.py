@@ -100,6 +100,19 @@ def test_score_refuses_a_folder_that_is_not_a_project(tmp_path, capsys):
     assert "not a StoryMaker project" in capsys.readouterr().err
 
 
+def test_score_of_draft_sketches_says_why_there_is_nothing(tmp_path, capsys):
+    """A project of draft sketches printed an empty table ending "threshold None"."""
+    story = tmp_path / "story.txt"
+    story.write_text("a lighthouse at night\n\na boat in the waves\n", encoding="utf-8")
+    assert main(["render", str(story), "--project", str(tmp_path / "p"), "--out", str(tmp_path / "c.png"),
+                 "--backend", "draft", "--size", "64x64"]) == 0
+    capsys.readouterr()
+    assert main(["score", "--project", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    assert "panel 2 (" in out and "None" not in out and "-----" not in out
+    assert "Draft sketches are never scored" in out and "--backend storymaker" in out
+
+
 def test_render_best_of_keeps_every_seed_and_selects_one(tmp_path, capsys):
     story = tmp_path / "story.txt"
     story.write_text("[Mara] on a cliff\n", encoding="utf-8")

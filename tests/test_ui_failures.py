@@ -132,3 +132,40 @@ def test_the_editor_links_the_script_documentation(studio, tmp_path, monkeypatch
     assert story_tab.format_reference().startswith("# The story script")
     monkeypatch.setattr(story_tab, "DOCS_FILE", tmp_path / "absent.md")
     assert "docs/script.md" in story_tab.format_reference()
+
+
+def test_the_photo_box_says_the_upload_limit_before_the_browser_refuses_a_file(studio):
+    """Gradio refuses a larger file in the browser with its own notice, which says nothing of
+    what to do: the tab states the formats and the limit (5 MB in these tests) beside the box."""
+    notes = [m.value for m in _blocks(studio, "Markdown") if "New character" in str(m.value)]
+    assert len(notes) == 1 and "JPEG, PNG or WebP, at most 5 MB" in notes[0]
+
+
+def test_another_project_shows_no_download_scores_or_versions_of_the_one_before(studio):
+    """After "Make the example comic" the Comic tab still offered the previous project's PNG for
+    download. Every event that changes the project refreshes the download and the scores too, and
+    a refresh hides the download box and empties the report."""
+    fns = {f.api_name: f for f in studio.blocks.fns.values() if getattr(f, "api_name", None)}
+    for name in ("start_session", "new_project", "switch_project", "open_project", "duplicate_project",
+                 "delete_project", "example_project"):
+        ids = [o.elem_id for o in fns[name].outputs]
+        assert {"comic-download", "character-sheets", "consistency-report", "versions", "versions-status",
+                "render-status"} <= set(ids), name
+    start = fns["start_session"]
+    values = dict(zip([o.elem_id for o in start.outputs], start.fn(None)))
+    assert values["comic-download"] == {"__type__": "update", "value": None, "visible": False}
+    assert values["character-sheets"] == [] and values["consistency-report"] == ""
+    # The versions of another project's panel are gone: a click there would choose a version of
+    # this project's panel that nobody saw.
+    assert values["versions"] == [] and values["versions-status"] == values["render-status"] == ""
+
+
+def test_a_click_on_a_version_chooses_for_the_panel_whose_versions_are_shown(studio):
+    """The click read the Panel field: show panel 2's versions, type 1 in the field, click v2,
+    and panel 1's version 2 was chosen. The click now uses the panel the gallery was filled for."""
+    versions = next(b for b in studio.blocks.blocks.values() if getattr(b, "elem_id", None) == "versions")
+    (select,) = [f for f in studio.blocks.fns.values() if (versions._id, "select") in f.targets]
+    show = next(f for f in studio.blocks.fns.values() if getattr(f, "api_name", None) == "panel_versions")
+    shown = select.inputs[1]
+    assert type(shown).__name__ == "State" and shown in show.outputs
+    assert not any(getattr(b, "label", None) == "Panel" for b in select.inputs)

@@ -275,8 +275,6 @@ def test_extract_pose_from_photo_with_an_injected_estimator(tmp_path):
     """OpenPose weights are not on test machines: the estimator is injected like the app allows."""
     from storymaker.domain.poses import Person
 
-    from ui_helpers import studio_settings
-
     class OnePerson:
         name = "test-estimator"
 
@@ -310,3 +308,19 @@ def test_pose_extraction_without_weights_says_what_it_needs_in_one_sentence(ctx,
     assert "Annotators" in message and "python -m storymaker download" in message
     assert "\n" not in message and "STORYMAKER_" not in message and "/root" not in message  # no wall of paths
     assert not poses_tab.extraction_available(ctx)  # so the tab says it before anyone tries
+
+
+def test_a_failure_of_several_lines_keeps_its_lines_in_the_notice():
+    """A script's problems (one a line) ran together into one paragraph in the notice."""
+    from storymaker.errors import ScriptError, ScriptIssue
+    from storymaker.ui.common import user_errors
+
+    def render():
+        raise ScriptError([ScriptIssue(2, 7, "size 100x100: use multiples of 8", "size: 100x100"),
+                           ScriptIssue(4, 1, "[Nobody] is not a registered character", "[Nobody] walks")])
+
+    with pytest.warns(UserWarning) as caught:
+        user_errors(render)()
+    text = str(caught[0].message)
+    assert text.startswith("The story script has 2 problems:<br>line 2, column 7: size 100x100")
+    assert "<br>line 4, column 1: [Nobody] is not a registered character<br>" in text

@@ -9,7 +9,7 @@ from ui_helpers import PHOTO, THREE_PANELS, make_context
 
 from storymaker.errors import StoryMakerError
 from storymaker.services import storage
-from storymaker.ui import characters_tab, project_tab, render_tab, story_tab
+from storymaker.ui import characters_tab, comic_tab, project_tab, render_tab, story_tab
 from storymaker.ui.session import SessionManager
 
 
@@ -168,6 +168,13 @@ def test_delete_character_asks_names_the_panels_and_can_be_undone(ctx, sid):
     assert [c.name for c in ctx.registry(sid).list()] == ["Tom"]
     status, _ = story_tab.validate(ctx, sid, ctx.project(sid).read_script())
     assert "line 4" in status  # the script reports the binding clearly
+    # The Comic tab says why the rendered panels are not shown (not "render some panels first").
+    layout = comic_tab.layout_options(ctx, sid, "Printed pages", 2, "A4", "portrait", "cover", 10, 2, "")
+    pages, note = comic_tab.preview_pages(ctx, sid, layout)
+    assert pages == [] and note == comic_tab.SCRIPT_PROBLEMS
+    assert render_tab.panel_gallery(ctx, sid) == [] and "Story tab" in render_tab.gallery_note(ctx, sid)
+    with pytest.raises(StoryMakerError, match="Story tab lists them"):
+        comic_tab.export_comic(ctx, sid, layout, "pdf")
 
     assert "Eileen" in characters_tab.undo_delete(ctx, sid)
     back = ctx.registry(sid).get("Eileen")
@@ -175,6 +182,7 @@ def test_delete_character_asks_names_the_panels_and_can_be_undone(ctx, sid):
     assert ctx.registry(sid).conditioning("Eileen") is not None  # usable again, files and all
     status, _ = story_tab.validate(ctx, sid, ctx.project(sid).read_script())
     assert "valid: 3 panels" in status
+    assert render_tab.gallery_note(ctx, sid) == "" and len(render_tab.panel_gallery(ctx, sid)) == 3
     with pytest.raises(StoryMakerError, match="no deleted character"):
         characters_tab.undo_delete(ctx, sid)
 
@@ -187,3 +195,38 @@ def test_undo_refuses_when_the_name_was_taken_again(ctx, sid):
     with pytest.raises(StoryMakerError, match="exists again"):
         characters_tab.undo_delete(ctx, sid)
     assert [c.name for c in ctx.registry(sid).list()] == ["Eileen"]
+
+
+def test_an_untitled_project_takes_the_scripts_title_and_the_style_menu_follows_the_script(ctx, sid):
+    """Found by using the studio: two projects written from scratch were both listed as
+    "Untitled story", and after a reload the style menu was empty although the script said
+    ``style: manga``."""
+    add(ctx, sid)
+    for typed in ("t", "title: M", "title: Mo", "title: Moo", "title: Moon Walk\nstyle: manga\n\n[Eileen] waves\n"):
+        story_tab.validate(ctx, sid, typed)  # the editor checks the script as it is typed
+    assert ctx.project(sid).title == "Moon Walk"
+    assert project_tab.project_choices(ctx, sid)[0][0].startswith("Moon Walk · ")
+    # A title the person chose is kept.
+    project_tab.rename_project(ctx, sid, ctx.project(sid).path.name, "My book")
+    story_tab.validate(ctx, sid, "title: Another title\n\n[Eileen] waves\n")
+    assert ctx.project(sid).title == "My book"
+
+    # The style menu shows a library style of the header; free text or none leaves it empty,
+    # and unregistered names do not hide the header.
+    assert story_tab.script_header("title: T\nstyle: Manga\n\n[Nobody] waves\n") == ("T", "manga")
+    assert story_tab.script_header("style: ink and watercolour\n\na cat\n") == ("", None)
+    assert story_tab.script_header("") == ("", None)
+
+
+def test_the_comic_layout_comes_back_with_the_project(ctx, sid):
+    """A reload showed the default layout again although the last comic was a strip."""
+    add(ctx, sid)
+    story_tab.validate(ctx, sid, THREE_PANELS.format(name="Eileen"))
+    render_all(ctx, sid)
+    assert comic_tab.saved_layout(ctx, sid) == comic_tab.LAYOUT_DEFAULTS  # before any comic
+    strip = comic_tab.layout_options(ctx, sid, "Strip (one row)", 3, "Letter", "landscape", "fit", 4, 1, "")
+    comic_tab.export_comic(ctx, sid, strip, "png")
+    assert comic_tab.saved_layout(ctx, sid) == ("Strip (one row)", 3, "Letter", "landscape", "fit", 4, 1, "")
+    own = comic_tab.layout_options(ctx, sid, "Grid", 2, "A4", "portrait", "cover", 10, 2, "My own title")
+    comic_tab.export_comic(ctx, sid, own, "pdf")
+    assert comic_tab.saved_layout(ctx, sid)[0] == "Grid" and comic_tab.saved_layout(ctx, sid)[-1] == "My own title"

@@ -165,7 +165,8 @@ def run_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_rename(args: argparse.Namespace, settings: Settings) -> int:
     character = _existing_registry(args, settings).rename(args.name, args.new_name)
-    print(f"Renamed to {character.name} ({character.id}); update [..] in your story script")
+    print(f"Renamed to {character.name} ({character.id}); change [{args.name}] to [{character.name}] "
+          "in your story script")
     return 0
 
 

@@ -143,15 +143,19 @@ def cmd_derive(args: argparse.Namespace, settings: Settings) -> int:
         args.name, args.new_name, mirror=args.mirror, order=order,
         left_to_right=args.left_to_right, overwrite=args.overwrite,
     )
-    print(f"saved pose {pose.name!r} ({pose.num_people} people) in {library.poses_dir}")
+    print(f"saved pose {pose.name!r} ({_people(pose.num_people)}) in {library.poses_dir}")
     return 0
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     library = _library(args.project, must_exist=True)
     pose = library.import_file(args.file, args.name, left_to_right=args.left_to_right, overwrite=args.overwrite)
-    print(f"saved pose {pose.name!r} ({pose.num_people} people) in {library.poses_dir}")
+    print(f"saved pose {pose.name!r} ({_people(pose.num_people)}) in {library.poses_dir}")
     return 0
+
+
+def _people(count: int) -> str:
+    return f"{count} person" if count == 1 else f"{count} people"
 
 
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:

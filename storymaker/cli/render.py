@@ -148,9 +148,23 @@ def _load_story(path: Path, registry, poses):
 
     if not path.is_file():
         raise InvalidInputError(f"The story file {str(path)!r} does not exist.")
+    from ..errors import ScriptError
+
     names = [c.name for c in registry.list()]
     counts = {p.name: p.num_people for p in poses.list()}
-    return load_story(path, names, poses=counts)
+    try:
+        return load_story(path, names, poses=counts)
+    except ScriptError as err:
+        # Name the file (batch reads several) and the command line's own way to register.
+        text = f"{path}: {err}"
+        if any(UNREGISTERED in issue.message for issue in err.issues):
+            text += ("\nTo register the characters here, pass --characters NAME=PHOTO ... "
+                     "(e.g. --characters Mara=mara.jpg).")
+        err.args = (text,)
+        raise err from None
+
+
+UNREGISTERED = "is not a registered character"
 
 
 def _progress_bar(story, indices, backend_name: str):
@@ -162,8 +176,10 @@ def _progress_bar(story, indices, backend_name: str):
 
     def progress(position: int, count: int, step: int, steps: int) -> None:
         if position != state["panel"]:
+            # Steps are known panel by panel (a panel may set its own): count this panel's for
+            # every panel still to come, so the bar never says 100% while panels remain.
             state["panel"], state["seen"] = position, 0
-            bar.total = (bar.total or 0) + steps
+            bar.total = bar.n + steps * max(1, count - position)
             bar.set_postfix_str(f"panel {indices[position] + 1} ({position + 1}/{count})")
             bar.refresh()
         if step > state["seen"]:

@@ -84,11 +84,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     scored = score_selected(project, scorer, poses=poses, rescore=args.rescore, on_panel=say)
     fresh = sum(1 for s in scored if s.fresh)
-    print(f"{fresh} version(s) scored now, {sum(1 for s in scored if s.scores and not s.fresh)} had scores "
-          f"(backend {backend})", file=sys.stderr)
+    print(f"{fresh} version(s) scored now, {sum(1 for s in scored if s.scores and not s.fresh)} had scores"
+          + (f" (backend {backend})" if fresh else ""), file=sys.stderr)
     report = story_report(scored)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
+    elif not report["panels"]:
+        print(nothing_scored(report["skipped"]))
     else:
         print(format_table(report))
     if html_path is not None or args.sheets:
@@ -107,6 +109,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             atomic_write_text(html_path, report_html(report, sheets, title=project.title))
             print(f"wrote {html_path}", file=sys.stderr)
     return 0
+
+
+def nothing_scored(skipped: list[dict]) -> str:
+    """The report when no selected version has scores (an empty table said "threshold None")."""
+    lines = [f"panel {s['panel']} ({s['version']}): no scores: {s['reason']}" for s in skipped]
+    lines.append("No panel has consistency scores.")
+    if skipped and all("draft" in s["reason"] for s in skipped):
+        lines[-1] += (" Draft sketches are never scored: render the story with the StoryMaker model "
+                      "(--backend storymaker; --backend tiny for an offline smoke run), then score again.")
+    return "\n".join(lines)
 
 
 def _slug(name: str) -> str:

@@ -59,14 +59,25 @@ def _say(message: str) -> None:
 def run_download(args: argparse.Namespace, settings: Settings) -> int:
     from ..models import weights
 
+    from ..errors import WeightsNotFoundError
+
     prefer_fp16 = {"fp16": True, "fp32": False}.get(args.precision)
-    statuses = weights.download_all(
-        settings,
-        _say,
-        with_controlnet=not args.no_controlnet,
-        perception=not args.no_perception,
-        prefer_fp16=prefer_fp16,
-    )
+    try:
+        statuses = weights.download_all(
+            settings,
+            _say,
+            with_controlnet=not args.no_controlnet,
+            perception=not args.no_perception,
+            prefer_fp16=prefer_fp16,
+        )
+    except WeightsNotFoundError as err:
+        if not weights.hub_offline():
+            raise
+        # The general advice ("run download") is what the person just did: say what stops it.
+        raise WeightsNotFoundError(
+            "download cannot fetch anything while HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set: "
+            "unset it (`unset HF_HUB_OFFLINE`) and run `python -m storymaker download` again.\n" + str(err)
+        ) from None
     missing = [st for st in statuses if not st.present]
     if not missing:
         _say("All model weights are present.")

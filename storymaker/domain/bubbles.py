@@ -143,6 +143,7 @@ class _Planner:
         self.tail_room = size * 1.2
         self.taken: list[Rect] = []
         self.speech: list[Rect] = []
+        self.ordered = True  # rule 3 (reading order); given up only to avoid an overlap (rule 1)
         self._blocked = ([_edges(f, self.margin) for f in self.faces]
                          + [_edges(k) for k in keep_clear])
         self._blocks = {} if blocks is None else blocks  # wrapped text, shared between plans
@@ -201,7 +202,7 @@ class _Planner:
 
     def y_min(self) -> float:
         y = self.inner.y
-        for prev in self.speech:
+        for prev in (self.speech if self.ordered else ()):
             y = max(y, prev.y + 0.25 * prev.h)  # later lines start lower: reading order
         return y
 
@@ -220,7 +221,7 @@ class _Planner:
             reach = head.inset(-stop)
         best = None
         y_min = self.y_min()
-        earlier = [(b.y + 0.6 * b.h, b.center[0]) for b in self.speech]
+        earlier = [(b.y + 0.6 * b.h, b.center[0]) for b in self.speech] if self.ordered else []
         for block, ew, eh in self.blocks(text):
             # A comfortable balloon: about twice as wide as tall, not a tower of short lines.
             shape = 0.2 * abs(math.log(ew / eh / 2.2)) + 0.15 * max(0, len(block.lines) - 5)
@@ -277,10 +278,11 @@ class _Planner:
                        block.size, bold=True, speaker=speaker, tail=tail, target=target)
 
     def place_box(self, text: str, max_height: float, speaker: str | None = None,
-                  prefer_top: bool = True, force: bool = False) -> Balloon | None:
+                  prefer_top: bool = True, force: bool = False, y_from: float | None = None) -> Balloon | None:
         """A rectangular caption in the first free place: top rows first (bottom rows with
-        ``prefer_top=False``), the widest wrapping that fits there, left, right or centred.
-        ``force``: the least covering place when none is free."""
+        ``prefer_top=False``), the widest wrapping that fits there, left, right or centred; not
+        above ``y_from`` when given (a line's reading order). ``force``: the least covering place
+        when none is free."""
         o, pad, inner = self.o, self.pad, self.inner
         size = o.px(o.caption_size) if speaker is None else self.size
         blocks = []
@@ -295,6 +297,8 @@ class _Planner:
             for block in blocks:
                 w, h = block.width + 2 * pad, block.height + 2 * pad
                 y = inner.y + max(0.0, inner.h - h) * k / rows
+                if y_from is not None and y < y_from - 0.5:
+                    continue
                 cands += [(Rect(x, y, w, h), block) for x in (inner.x, inner.right - w,
                                                                inner.x + (inner.w - w) / 2)]
         found = next(((c, b) for c, b in cands if self._free(c)), None)
@@ -306,7 +310,7 @@ class _Planner:
             found = min(cands, key=lambda cb: sum(_overlap(cb[0], f) for f in self.faces + self.taken))
             log.warning("No free room for a caption; it covers part of the picture.")
         box, block = found
-        self._take(box, speech=False)
+        self._take(box, speech=speaker is not None)  # a speaker's line keeps the reading order
         return Balloon("caption", text, box, centered_lines(block, box.inset(pad), self.chain),
                        block.size, speaker=speaker, overlaps=overlaps)
 
@@ -394,9 +398,16 @@ def _plan(plan: _Planner, caption: str | None, dialogue: Sequence["Dialogue"],
         if placed is None and not last:
             return None
         if placed is None:  # the smallest size: a caption in free space, else overlap
+            # Below the earlier lines, as high as it goes: the lines still read top to bottom.
             placed = plan.place_box(f"{line.speaker}: {line.text}", inner.h * 0.4,
-                                    speaker=line.speaker, prefer_top=False)
+                                    speaker=line.speaker, y_from=plan.y_min())
             plan.cost += 2.0
+            if placed is None:  # out of reading order rather than over other text (rule 1 first)
+                plan.ordered = False
+                placed = plan.place_speech(line.text, line.speaker, by_name.get(line.speaker.casefold()),
+                                           bold_chain)
+                plan.ordered = True
+                plan.cost += 4.0
             if placed is None:
                 placed = plan.force_speech(line.text, line.speaker, bold_chain)
                 plan.cost += 10.0

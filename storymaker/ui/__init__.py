@@ -73,6 +73,11 @@ CSS = """
   .tab-container button { padding-left: 5px !important; padding-right: 5px !important;
     font-size: 0.84em !important; }
   #intro { display: none; }
+  /* Galleries: two panels a row (three versions, one comic page) instead of three 100px
+     thumbnails under their captions. */
+  #panels .grid-container { --grid-cols: 2 !important; }
+  #versions .grid-container { --grid-cols: 3 !important; }
+  #comic-pages .grid-container { --grid-cols: 1 !important; }
 }
 """
 
@@ -188,7 +193,7 @@ def build_app(services: Any, *, settings: Settings | None = None,
         summary_fn = project["handlers"]["summary"]
 
         # Opening a tab shows the latest state (renders finished elsewhere, a new project...).
-        render_block.select(render["refresh"][0], [session], render["refresh"][1], show_progress="hidden",
+        render_block.select(render["select"][0], [session], render["select"][1], show_progress="hidden",
                             api_visibility="private")
         comic_block.select(comic["preview"][0], comic["preview"][1], comic["preview"][2], show_progress="hidden",
                            api_visibility="private")

@@ -200,7 +200,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     with gr.Row():
         with gr.Column(scale=5):
             gr.Markdown("### New character\nOne photo with one clear face. The whole person helps the "
-                        "model keep the clothes and hair.")
+                        "model keep the clothes and hair. JPEG, PNG or WebP, at most "
+                        f"{int(ctx.settings.max_upload_mb)} MB (the browser refuses larger files).")
             photo = image_input(label="Photo", height=260, sources=["upload", "clipboard"], elem_id="char-photo")
             with gr.Row():
                 name = gr.Textbox(label="Name", placeholder="Mara", scale=1, elem_id="char-name")

@@ -56,6 +56,16 @@ def _changed_note(panels) -> str:
 
 
 NOTHING_YET = "Render some panels first (Render tab): the comic uses the chosen version of each."
+SCRIPT_PROBLEMS = ("The script has problems (the Story tab lists them): fix them and the comic shows "
+                   "the rendered panels again.")
+
+
+def _nothing(ctx: StudioContext, sid: str) -> str:
+    """Why there is no comic: no renders yet, or a script that does not parse any more (a deleted
+    character, a typo), which used to say "render some panels first" over panels already rendered."""
+    if ctx.story(sid, strict=False) is None and ctx.project(sid).read_script().strip():
+        return SCRIPT_PROBLEMS
+    return NOTHING_YET
 
 
 def preview_pages(ctx: StudioContext, sid: str, options) -> tuple[list, str]:
@@ -66,7 +76,7 @@ def preview_pages(ctx: StudioContext, sid: str, options) -> tuple[list, str]:
 
     panels = comic_panels(ctx, sid)
     if not panels:
-        return [], NOTHING_YET
+        return [], _nothing(ctx, sid)
     pages = render_pages(panels, replace(options, dpi=PREVIEW_DPI))
     return ([(page, f"Page {i + 1}") for i, page in enumerate(pages)],
             f"{len(panels)} panel(s) on {len(pages)} page(s)." + _changed_note(panels))
@@ -80,7 +90,7 @@ def export_comic(ctx: StudioContext, sid: str, options, fmt: str) -> tuple[str, 
 
     panels = comic_panels(ctx, sid)
     if not panels:
-        raise ExportError(NOTHING_YET)
+        raise ExportError(_nothing(ctx, sid))
     ctx.project(sid).set_comic_settings(_as_dict(options))
     folder = ctx.sessions.downloads_dir(sid) / f"comic-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
     stem = options.title or ctx.project(sid).title or "comic"
@@ -97,6 +107,26 @@ def export_comic(ctx: StudioContext, sid: str, options, fmt: str) -> tuple[str, 
                     archive.write(item, item.name)
     return str(path), ok(f"Comic written: `{path.name}` ({len(panels)} panel(s)). Download it below."
                          + _changed_note(panels))
+
+
+LAYOUT_DEFAULTS = ("Printed pages", 2, "A4", "portrait", "cover", 10, 2, "")
+
+
+def saved_layout(ctx: StudioContext, sid: str) -> tuple:
+    """The layout widgets' values as the project's last comic was made (kept in project.json), so
+    that a reload or reopening the project shows the same layout; the defaults before any comic.
+    The title is kept only when it is not simply the story's own title (which may change)."""
+    saved = ctx.project(sid).comic_settings()
+    if not saved:
+        return LAYOUT_DEFAULTS
+    label = next((name for name, kind in KIND_LABELS.items() if kind == saved.get("kind")), LAYOUT_DEFAULTS[0])
+    story = ctx.story(sid, strict=False)
+    title = str(saved.get("title") or "")
+    if story is not None and title == story.title:
+        title = ""
+    values = (label, saved.get("columns"), saved.get("page_size"), saved.get("orientation"), saved.get("fit"),
+              saved.get("gutter"), saved.get("border"), title)
+    return tuple(default if value is None else value for value, default in zip(values, LAYOUT_DEFAULTS))
 
 
 def _as_dict(options) -> dict:
@@ -134,7 +164,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 title = gr.Textbox(label="Title on the first page", placeholder="empty: the story's title")
             from . import scores_view
 
-            scores_view.render(ctx, session)
+            consistency = scores_view.render(ctx, session)
         with gr.Column(scale=5):
             pages = gr.Gallery(label="Pages", columns=2, height=600, object_fit="contain",
                                buttons=["download", "fullscreen"], elem_id="comic-pages")
@@ -165,9 +195,14 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     zip_btn.click(user_errors(on_zip), [session], [download, status], api_name="export_zip")
 
-    def refresh(sid):
-        return preview_pages(ctx, sid, layout_options(ctx, sid, "Printed pages", 2, "A4", "portrait",
-                                                      "cover", 10, 2, ""))
+    layout_widgets = [kind, columns, page_size, orientation, fit, gutter, border, title]
 
-    return {"refresh": (user_errors(refresh), [pages, status]),
+    def refresh(sid):
+        # Another project (or a reload): its layout and pages, and no download or scores of the one before.
+        values = saved_layout(ctx, sid)
+        shown, note = preview_pages(ctx, sid, layout_options(ctx, sid, *values))
+        return (shown, note, gr.update(value=None, visible=False), [], "", *values)
+
+    return {"refresh": (user_errors(refresh), [pages, status, download, consistency["sheets"],
+                                               consistency["report"], *layout_widgets]),
             "preview": (user_errors(on_preview), inputs, [pages, status])}

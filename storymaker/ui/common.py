@@ -42,7 +42,8 @@ def show_failure(message: str) -> None:
     """Show ``message`` as a notice (outside a request: a Python warning)."""
     import gradio as gr
 
-    gr.Warning(html.escape(message), duration=NOTICE_SECONDS, title=FAILURE_TITLE)
+    # The notice shows HTML: keep the message's own lines (a script's problems, one a line).
+    gr.Warning(html.escape(message).replace("\n", "<br>"), duration=NOTICE_SECONDS, title=FAILURE_TITLE)
 
 
 def user_errors(fn: Callable) -> Callable:

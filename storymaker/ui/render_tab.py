@@ -132,6 +132,18 @@ def panel_gallery(ctx: StudioContext, sid: str) -> list[tuple[str, str]]:
     return items
 
 
+SCRIPT_PROBLEMS = ("The script has problems (the Story tab lists them): its panels and their renders show "
+                   "again once they are fixed.")
+
+
+def gallery_note(ctx: StudioContext, sid: str) -> str:
+    """Why the panel gallery is empty although the script is not: the script has problems (a
+    deleted character, a typo); empty otherwise."""
+    if ctx.story(sid, strict=False) is None and ctx.project(sid).read_script().strip():
+        return warn(SCRIPT_PROBLEMS)
+    return ""
+
+
 def _panel_render(ctx: StudioContext, sid: str, panel_number):
     """The panel numbered ``panel_number`` in the current script, with its renders (PanelRender)."""
     from ..errors import InvalidInputError
@@ -238,8 +250,9 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         with gr.Row():
             show_versions = gr.Button("Show the versions of the panel above")
             sort = gr.Dropdown(list(scores_view.SORTS), value="Render order", label="Sort versions by")
-        versions = gr.Gallery(fit_columns=False, label="Versions", columns=5, height=200, allow_preview=False)
-        versions_status = gr.Markdown()
+        versions = gr.Gallery(fit_columns=False, label="Versions", columns=5, height=200, allow_preview=False,
+                              elem_id="versions")
+        versions_status = gr.Markdown(elem_id="versions-status")
     with gr.Accordion("Settings (draft sketches use only the size and the seed)" if draft else "Settings",
                       open=not draft, elem_id="render-settings"):
         with gr.Row():
@@ -303,12 +316,17 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     cancel.click(user_errors(lambda sid: cancel_render(ctx, sid)), [session], [status],
                  queue=False, api_name="cancel_render")
 
-    def on_versions(sid, number, order="Render order"):
-        return version_gallery(ctx, sid, number, order)
+    # The panel whose versions are shown: a click on one chooses for that panel, even after the
+    # Panel field was changed to another number.
+    shown_panel = gr.State(None)
 
-    show_versions.click(user_errors(on_versions), [session, panel_number, sort], [versions, versions_status],
-                        api_name="panel_versions")
-    sort.change(user_errors(on_versions), [session, panel_number, sort], [versions, versions_status],
+    def on_versions(sid, number, order="Render order"):
+        items, text = version_gallery(ctx, sid, number, order)
+        return items, text, number
+
+    show_versions.click(user_errors(on_versions), [session, panel_number, sort],
+                        [versions, versions_status, shown_panel], api_name="panel_versions")
+    sort.change(user_errors(on_versions), [session, panel_number, sort], [versions, versions_status, shown_panel],
                 api_visibility="private")
 
     def on_choose(sid, number, order, evt):
@@ -317,10 +335,18 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         return message, items, panel_gallery(ctx, sid)
 
     on_choose.__annotations__ = {"evt": gr.SelectData}  # real class: this module's annotations are strings
-    versions.select(user_errors(on_choose), [session, panel_number, sort], [versions_status, versions, panels],
+    versions.select(user_errors(on_choose), [session, shown_panel, sort], [versions_status, versions, panels],
                     api_visibility="private")
 
     def refresh(sid):
-        return panel_gallery(ctx, sid)
+        note = gallery_note(ctx, sid)
+        return panel_gallery(ctx, sid), note or gr.skip()  # else the last render's status stays
 
-    return {"refresh": (user_errors(refresh), [panels]), "events": events}
+    def reset(sid):
+        # Another project (or a reload): no versions or status of the one before, where a click
+        # on an old thumbnail would choose a version of this project's panel unseen.
+        return panel_gallery(ctx, sid), [], "", gallery_note(ctx, sid), None
+
+    return {"select": (user_errors(refresh), [panels, status]),
+            "refresh": (user_errors(reset), [panels, versions, versions_status, status, shown_panel]),
+            "events": events}

@@ -64,11 +64,19 @@ def validate(ctx: StudioContext, sid: str, text: str) -> tuple[str, list[list[An
     from ..domain.script import check
 
     text = text or ""
-    ctx.project(sid).write_script(text)
+    project = ctx.project(sid)
+    # An untitled project takes the script's title and follows it while it is typed ("M", "Mo",
+    # ... "Moon Walk"), so the project list tells projects apart; a title given by hand stays.
+    follows = project.title in ("", UNTITLED) or project.title == script_header(project.read_script())[0]
+    project.write_script(text)
     _, names, poses = ctx.script_inputs(sid)
     if not text.strip():
         return "Write a story: one panel per line (see the format help).", []
     report = check(text, names, poses=poses)
+    if follows:
+        title = report.story.title if report.story is not None else script_header(text)[0]
+        if title and title != project.title:
+            project.set_title(title)
     rows = panel_rows(report.story) if report.story is not None else []
     lines = []
     if report.errors:
@@ -101,6 +109,22 @@ def panel_rows(story) -> list[list[Any]]:
 
 def load_script(ctx: StudioContext, sid: str) -> str:
     return ctx.project(sid).read_script()
+
+
+UNTITLED = "Untitled story"
+
+
+def script_header(text: str | None) -> tuple[str, str | None]:
+    """(title, style-menu value) of a script's header: the style when it names a library style,
+    else None. Registered names are not checked here: only the header matters."""
+    from ..domain.script import check
+    from ..domain.styles import StyleLibrary
+
+    story = check(text or "").story
+    if story is None:
+        return "", None
+    style = StyleLibrary.builtin().find(story.style)
+    return story.title, style.name if style is not None else None
 
 
 def style_choices() -> list[tuple[str, str]]:
@@ -173,8 +197,10 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     style_menu.input(user_errors(apply_style), [editor, style_menu], [editor], api_visibility="private")
 
     def reload(sid):
-        return load_script(ctx, sid)
+        # The style menu shows the script's style again (after a reload or another project).
+        text = load_script(ctx, sid)
+        return text, script_header(text)[1]
 
-    return {"editor": editor, "refresh": (user_errors(reload), [editor]),
+    return {"editor": editor, "refresh": (user_errors(reload), [editor, style_menu]),
             "revalidate": (user_errors(on_change), [session, editor], [issues, panels]),
             "events": [changed]}
