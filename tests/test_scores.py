@@ -4,8 +4,6 @@ identity embedder, best-of-N selection, storage of the scores, and the draft bac
 from __future__ import annotations
 
 import json
-import os
-import threading
 from pathlib import Path
 
 import numpy as np
