@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from net_guard import no_network, refuse_model_loads  # noqa: F401  (no_network: a fixture)
 from storymaker.config import Settings
 from storymaker.errors import ConfigError, WeightsNotFoundError
 from storymaker.models import weights
@@ -78,12 +78,14 @@ def fake_hub_snapshot(repo_id: str, source: Path, subfolder: str = "") -> Path:
 
 
 # ------------------------------------------------------------------------------------ offline errors
-def test_offline_from_settings_fails_fast_naming_every_model(tmp_path):
+def test_offline_from_settings_fails_fast_naming_every_model(tmp_path, no_network, monkeypatch):
+    """Fails at once: no network attempt, no retry wait, no model loaded before the error."""
     settings = Settings(data_dir=tmp_path, device="cpu")
-    start = time.perf_counter()
+    loaded = refuse_model_loads(monkeypatch)
     with pytest.raises(WeightsNotFoundError) as info:
         StoryMakerPipeline.from_settings(settings)
-    assert time.perf_counter() - start < 5
+    no_network.check()
+    assert loaded == []
     message = str(info.value)
     for text in (
         "SDXL base model",
@@ -99,14 +101,14 @@ def test_offline_from_settings_fails_fast_naming_every_model(tmp_path):
         assert text in message, text
 
 
-def test_offline_download_fails_fast(tmp_path):
+def test_offline_download_fails_fast(tmp_path, no_network):
+    """With HF_HUB_OFFLINE the download fails without trying the network (no retries)."""
     spec = weights.model_specs(Settings(data_dir=tmp_path))[0]
-    start = time.perf_counter()
     with pytest.raises(WeightsNotFoundError, match="stabilityai/stable-diffusion-xl-base-1.0"):
         weights.download(spec)
     with pytest.raises(WeightsNotFoundError, match="SDXL base model"):
         weights.download_all(Settings(data_dir=tmp_path))
-    assert time.perf_counter() - start < 5
+    no_network.check()
 
 
 def test_only_the_missing_model_is_named(saved_tiny):

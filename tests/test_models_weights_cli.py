@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import time
 from pathlib import Path
 
 import pytest
 
+from net_guard import no_network  # noqa: F401  (a fixture: any network access or sleep fails the test)
 from storymaker.cli import main
 from storymaker.models import weights
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a network connection fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
 def test_doctor_reports_environment_and_missing_weights_without_network(no_network, capsys):
@@ -64,23 +51,37 @@ def _settings():
     return Settings.from_env()
 
 
-def test_download_offline_is_a_clear_error_exit_2(capsys):
-    start = time.perf_counter()
+def test_download_offline_is_a_clear_error_exit_2(no_network, capsys):
     assert main(["download"]) == 2
-    assert time.perf_counter() - start < 5
+    no_network.check()  # offline means no connection attempt and no retry wait
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
     assert "SDXL base model (stabilityai/stable-diffusion-xl-base-1.0" in err and "HF_HUB_OFFLINE" in err
     assert "unset HF_HUB_OFFLINE" in err  # not only "run download", which is what was run
 
 
-def test_download_without_network_fails_fast(monkeypatch, capsys):
+def test_download_without_network_fails_fast(no_network, monkeypatch, capsys):
+    """One probe says the hub cannot be reached: the hub client (whose retries take ~25 s) is never
+    called, nothing else tries the network, nothing waits."""
+    import huggingface_hub
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
-    monkeypatch.setattr(weights, "_probe_hub", lambda timeout=5.0: "cannot reach huggingface.co:443 (test)")
-    start = time.perf_counter()
+    probes, hub_calls = [], []
+    monkeypatch.setattr(weights, "_probe_hub", lambda timeout=5.0: probes.append(timeout) or
+                        "cannot reach huggingface.co:443 (test)")
+
+    def hub_client(name):
+        def called(*args, **kwargs):
+            hub_calls.append(name)
+            raise AssertionError(f"the hub client was called ({name}) although the hub cannot be reached")
+        return called
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", hub_client("list_repo_files"))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub_client("snapshot_download"))
     assert main(["download", "--no-perception"]) == 2
-    assert time.perf_counter() - start < 5
+    assert len(probes) == 1 and hub_calls == []
+    no_network.check()
     assert "download impossible: cannot reach huggingface.co" in capsys.readouterr().err
 
 
