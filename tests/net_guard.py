@@ -7,7 +7,9 @@ The team's rule is that no test asserts a time (timings go in benchmarks/). A bo
   TCP connect) or to sleep (a retry back-off) in the test's thread is recorded and fails the test
   at once, instead of a missing model retrying the hub for 45 s;
 * :func:`refuse_model_loads`: any ``from_pretrained`` of a diffusers or transformers model fails the
-  test, so "fails before loading anything" is checked, not guessed from a duration.
+  test, so "fails before loading anything" is checked, not guessed from a duration;
+* :func:`refuse_imports`: importing a (slow to import) library fails, so "the check comes before the
+  library is involved" holds even when an earlier test imported it already.
 
 Use the fixture by importing it into a test module (``from net_guard import no_network``).
 """
@@ -15,6 +17,7 @@ Use the fixture by importing it into a test module (``from net_guard import no_n
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,8 +37,11 @@ class NetGuard:
     attempts: list[str] = field(default_factory=list)  # connections and DNS lookups
     sleeps: list[float] = field(default_factory=list)  # time.sleep calls in the test's thread
 
+    reported: bool = False  # check() failed once already: the fixture's teardown stays quiet
+
     def check(self) -> None:
         """Fail when anything was attempted (also when the code caught what the guard raised)."""
+        self.reported = bool(self.attempts or self.sleeps)
         assert not self.attempts, f"network access attempted: {self.attempts}"
         assert not self.sleeps, f"time.sleep called {len(self.sleeps)} time(s) (a retry back-off?): {self.sleeps}"
 
@@ -86,7 +92,8 @@ def no_network(monkeypatch):
     """The test fails if the code under test touches the network or sleeps; yields the :class:`NetGuard`."""
     guard = guard_network(monkeypatch)
     yield guard
-    guard.check()
+    if not guard.reported:
+        guard.check()
 
 
 def refuse_model_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -104,3 +111,12 @@ def refuse_model_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     for base in (ModelMixin, PreTrainedModel):
         monkeypatch.setattr(base, "from_pretrained", classmethod(refuse))
     return attempted
+
+
+def refuse_imports(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Make ``import name`` (and of its submodules) raise ImportError until ``monkeypatch`` is undone,
+    whether or not the module was imported before."""
+    for name in names:
+        # An imported submodule is found in sys.modules without its package: block those too.
+        for loaded in [key for key in sys.modules if key == name or key.startswith(name + ".")] or [name]:
+            monkeypatch.setitem(sys.modules, loaded, None)
