@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from net_guard import no_network, refuse_model_loads  # noqa: F401  (no_network: a fixture)
 from render_helpers import PHOTO, ROOT, panel, story, tiny_settings
 from storymaker.services.container import build_services, choose_backend
 from storymaker.services.draft import MARK, draw_draft
@@ -104,15 +105,25 @@ def test_explicit_backends(tmp_path):
     assert "stand-in" in services.perception.label
 
 
-def test_storymaker_backend_without_weights_fails_fast_with_one_message(tmp_path):
-    import time
-
+def test_storymaker_backend_without_weights_fails_fast_with_one_message(tmp_path, no_network, monkeypatch):
+    """One load attempt for the whole story (not one per panel), which fails before any model is
+    read and without a network attempt."""
+    from storymaker.models.pipeline import StoryMakerPipeline
     from storymaker.services.pipelines import PipelineCache
 
+    attempts = []
+    from_settings = StoryMakerPipeline.from_settings.__func__
+
+    def counted(cls, *args, **kwargs):
+        attempts.append(args)
+        return from_settings(cls, *args, **kwargs)
+
+    monkeypatch.setattr(StoryMakerPipeline, "from_settings", classmethod(counted))
+    loaded = refuse_model_loads(monkeypatch)
     services = build_services(tiny_settings(tmp_path), backend="storymaker", pipeline_cache=PipelineCache())
-    started = time.perf_counter()
     report = services.engine(None).render_story(story(panel("a quiet harbour"), panel("rain")), keep=False)
-    assert time.perf_counter() - started < 30
+    assert len(attempts) == 1 and loaded == []
+    no_network.check()
     assert [r.status for r in report.results] == ["error", "error"]
     error = report.results[0].error
     assert "stabilityai/stable-diffusion-xl-base-1.0" in error and "STORYMAKER_BASE_MODEL" in error
