@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from net_guard import no_network  # noqa: F401  (a fixture: any network access or sleep fails the test)
 from storymaker.cli import main
 from storymaker.models import weights
