@@ -252,6 +252,32 @@ def test_rembg_path_on_tiny_model(tmp_path, monkeypatch):
     assert array[96, 96] > 200 and array[10, 10] < 50  # bright square = "person" for this tiny model
 
 
+def test_rembg_leaves_torch_threads_alone(tmp_path):
+    """rembg imports numba, whose OpenMP thread pool starts at import (through pymatting) and sets
+    the OpenMP thread count, which torch shares, to numba's own (every CPU): every later render in
+    the process then ran with that many threads, its float sums in another order (a panel rendered
+    after a character was registered differed from the same panel on a Ray worker). In a fresh
+    process, where rembg is imported for the first time: torch keeps the thread count it had."""
+    import os
+    import subprocess
+    import sys
+
+    build_tiny_u2net(tmp_path / "u2net" / "u2net_human_seg.onnx")
+    code = (
+        "import torch\n"
+        "torch.ones(1000, 1000).sum()\n"  # torch has computed (its thread pool is set up), as before a registration
+        "from perception_helpers import bright_square_photo\n"
+        "from storymaker.perception.segment import RembgSegmenter\n"
+        "RembgSegmenter('u2net_human_seg').segment(bright_square_photo())\n"
+        "import rembg, numba; print(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)\n"
+    )
+    env = dict(os.environ, U2NET_HOME=str(tmp_path / "u2net"), OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="2",
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), str(Path(__file__).parents[1])]))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["1", "2"]  # numba has its 2 threads; torch still has 1
+
+
 def test_missing_rembg_model_is_fast_and_downloads_nothing(tmp_path, no_network, monkeypatch):
     """Found missing on disk before rembg is imported (numba compiles on import; rembg would download)."""
     from storymaker.perception.segment import RembgSegmenter

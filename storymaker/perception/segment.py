@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +71,24 @@ def find_segmentation_model(model: str) -> Path:
     )
 
 
+@contextmanager
+def keep_torch_threads():
+    """Torch's intra-op thread count as it was before the block, whatever the block did to it.
+
+    ``import rembg`` imports pymatting, whose numba functions start numba's OpenMP thread pool at
+    import and set the OpenMP thread count (which torch shares) to numba's own (every CPU). Without
+    this, every later render in the process ran with that many threads: slower on a small machine,
+    and its float sums in another order (a panel rendered after registering a character differed
+    from the same panel rendered on a Ray worker)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)  # always: torch may report the old count while OpenMP's changed
+
+
 class RembgSegmenter:
     """:class:`~storymaker.perception.base.Segmenter` over a rembg session (loaded on first use)."""
 
@@ -89,7 +108,8 @@ class RembgSegmenter:
             if self._session is not None:
                 return self._session
             path = find_segmentation_model(self.model)
-            from rembg import new_session  # slow the first time: numba compiles
+            with keep_torch_threads():
+                from rembg import new_session  # slow the first time: numba compiles
 
             kind = self.name if self.name in U2NET_FAMILY else None
             if kind is not None or self.model.endswith(".onnx"):
