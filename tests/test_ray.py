@@ -94,6 +94,21 @@ def test_batch_checks_every_story_before_rendering(tmp_path, capsys):
     assert not (tmp_path / "root").exists()
 
 
+def test_a_refused_batch_leaves_no_new_project_behind(tmp_path, capsys):
+    good = tmp_path / "good.txt"
+    good.write_text(STORY_TEXT, encoding="utf-8")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("title: Bad\n\n[Nobody] waves\n", encoding="utf-8")  # an unregistered character
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "kept").mkdir()  # a folder that was there before is never removed
+    rc = main(["batch", str(good), str(bad), "--project-root", str(root), "--backend", "draft",
+               "--characters", f"Ava={PHOTO}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Nobody" in err and "Traceback" not in err
+    assert sorted(p.name for p in root.iterdir()) == ["kept"]
+
+
 # -- on a local cluster --------------------------------------------------------------------------
 
 

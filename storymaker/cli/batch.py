@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from ..config import BACKENDS, Settings
-from ..errors import InvalidInputError, RenderError
+from ..errors import InvalidInputError, RenderError, StoryMakerError
+from ..fsutil import remove_directory
 from .render import (
     LAYOUTS,
     _force,
@@ -103,17 +104,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(services.backend_reason, file=sys.stderr)
 
     loaded = []  # (story path, project, story, poses, comic path)
-    for story_path, folder, out in plans:
-        project = services.open_project(folder, create=True, title=story_path.stem)
-        registry = services.character_registry(project)
-        poses = services.pose_library(project)
-        _register_characters(registry, args.characters, overwrite=False)
-        story = _force(_load_story(story_path, registry, poses), size, args.steps)
-        if not story.panels:
-            raise InvalidInputError(f"The story {story_path} has no panels: write at least one panel line.")
-        if story_path.suffix.lower() in (".txt", ".story"):
-            project.write_script(story_path.read_text(encoding="utf-8"))
-        loaded.append((story_path, project, story, poses, out))
+    created = []  # project folders this run made: removed again if a story is refused
+    try:
+        for story_path, folder, out in plans:
+            if not folder.exists():
+                created.append(folder)
+            project = services.open_project(folder, create=True, title=story_path.stem)
+            registry = services.character_registry(project)
+            poses = services.pose_library(project)
+            _register_characters(registry, args.characters, overwrite=False)
+            story = _force(_load_story(story_path, registry, poses), size, args.steps)
+            if not story.panels:
+                raise InvalidInputError(f"The story {story_path} has no panels: write at least one panel line.")
+            if story_path.suffix.lower() in (".txt", ".story"):
+                project.write_script(story_path.read_text(encoding="utf-8"))
+            loaded.append((story_path, project, story, poses, out))
+    except StoryMakerError:
+        # Nothing renders unless every story is sound; a refused batch leaves no new project behind.
+        for folder in created:
+            if folder.exists():
+                remove_directory(folder)
+        raise
 
     if args.ray:
         from ..distributed import StoryRun
