@@ -206,6 +206,24 @@ def test_stand_in_identity_a_render_with_the_registered_face_scores_higher(two_p
     assert flagged.score(render_with(other_head), prompt="x", characters=["Mara"]).off_model_names == ["Mara"]
 
 
+def test_a_render_is_analysed_for_faces_once_for_lettering_and_scores():
+    from storymaker.domain.heads import recorded
+    from storymaker.perception.heads import detect_and_record
+
+    from dataclasses import replace
+
+    mara = unit(1, 0)
+    analyzer = FakeAnalyzer([replace(face(40, mara), det_score=0.9), replace(face(300, unit(0, 1)), det_score=0.9)])
+    image = detect_and_record(Image.new("RGB", (400, 200), "grey"), analyzer)  # as the render backend does
+    assert len(recorded(image)["heads"]) == 2 and analyzer.calls == 1
+    scores = scorer_with(analyzer, Refs({"Mara": mara})).score(image, prompt="x", characters=["Mara"])
+    assert analyzer.calls == 1  # the scores reused the render's analysis
+    assert scores.faces_detected == 2 and scores.characters[0].face_similarity == 1.0
+    # An image the backend did not analyse (a stored version read back) is analysed by the scorer.
+    scorer_with(analyzer, Refs({"Mara": mara})).score(Image.new("RGB", (400, 200)), prompt="x", characters=["Mara"])
+    assert analyzer.calls == 2
+
+
 def test_scores_name_their_models_and_say_they_are_stand_ins(two_people):
     analyzer, mara_id, mara_head, _ = two_people
     scores = scorer_with(analyzer, Refs({"Mara": mara_id})).score(render_with(mara_head), prompt="p", characters=["Mara"])

@@ -22,13 +22,17 @@ log = logging.getLogger(__name__)
 _GROW_SIDES, _GROW_TOP, _GROW_BOTTOM = 0.15, 0.35, 0.08
 
 
-def detect_heads(image: Any, face_analyzer: Any, min_score: float = 0.3) -> list[Box]:
-    """Head boxes (x0, y0, x1, y1), normalised 0..1, of the faces ``face_analyzer`` finds in
-    ``image`` (a PIL image), left to right. Each face box is grown to cover the hair."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    height, width = rgb.shape[:2]
+#: ``image.info`` key of the faces analysed on a render (:func:`detect_and_record`), so that the
+#: consistency scores reuse them instead of analysing the same image again.
+FACES_INFO_KEY = "storymaker_faces"
+
+
+def head_boxes(faces: Any, width: int, height: int, min_score: float = 0.3) -> list[Box]:
+    """Head boxes (x0, y0, x1, y1), normalised 0..1, of ``faces`` (DetectedFace, pixel
+    coordinates of a ``width`` x ``height`` image), left to right. Each face box is grown to cover
+    the hair."""
     boxes = []
-    for face in face_analyzer.analyze(rgb):
+    for face in faces:
         if getattr(face, "det_score", 1.0) < min_score:
             continue
         x0, y0, x1, y1 = (float(v) for v in face.bbox)
@@ -42,14 +46,32 @@ def detect_heads(image: Any, face_analyzer: Any, min_score: float = 0.3) -> list
     return boxes
 
 
+def _analyse(image: Any, face_analyzer: Any) -> list:
+    return list(face_analyzer.analyze(np.asarray(image.convert("RGB"), dtype=np.uint8)))
+
+
+def detect_heads(image: Any, face_analyzer: Any, min_score: float = 0.3) -> list[Box]:
+    """Head boxes (x0, y0, x1, y1), normalised 0..1, of the faces ``face_analyzer`` finds in
+    ``image`` (a PIL image), left to right. Each face box is grown to cover the hair."""
+    return head_boxes(_analyse(image, face_analyzer), image.width, image.height, min_score)
+
+
+def analysed_faces(image: Any) -> list | None:
+    """The faces :func:`detect_and_record` found on ``image`` (None when it did not run)."""
+    faces = getattr(image, "info", {}).get(FACES_INFO_KEY)
+    return list(faces) if isinstance(faces, list) else None
+
+
 def detect_and_record(image: Any, face_analyzer: Any) -> Any:
     """Record the heads :func:`detect_heads` finds in ``image.info`` for the version's metadata;
     with no analyser, or one that cannot run (weights missing), record nothing. Returns ``image``."""
     if face_analyzer is None:
         return image
     try:
-        boxes = detect_heads(image, face_analyzer)
+        faces = _analyse(image, face_analyzer)
     except StoryMakerError as err:
         log.warning("Face detection for lettering skipped: %s", err)
         return image
+    image.info[FACES_INFO_KEY] = faces  # for the consistency scores: one face analysis per render
+    boxes = head_boxes(faces, image.width, image.height)
     return record_on_image(image, heads=[Head(b, None, "detector") for b in boxes])

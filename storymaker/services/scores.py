@@ -377,15 +377,20 @@ class Scorer:
               outfits: dict[str, str] | None = None) -> PanelScores:
         """Scores of ``image`` for a panel with ``characters`` (slot order), ``prompt`` (as sent to
         the model), ``pose`` (a Pose with one person per character, or None) and ``outfits``
-        (character name -> outfit name: CLIP-I then compares with the outfit image)."""
+        (character name -> outfit name: CLIP-I then compares with the outfit image). The faces the
+        render backend analysed for lettering (``perception.heads``) are reused when ``image``
+        carries them; otherwise the face analyser runs here."""
         from ..perception.clip import image_embeddings
+        from ..perception.heads import analysed_faces
 
         rgb = image.convert("RGB")
         width, height = rgb.size
         names = list(characters)
         if pose is not None and pose.num_people != len(names):
             pose = None
-        faces = list(self.face_analyzer.analyze(np.asarray(rgb, dtype=np.uint8)))
+        faces = analysed_faces(image)
+        if faces is None:
+            faces = list(self.face_analyzer.analyze(np.asarray(rgb, dtype=np.uint8)))
         faces = sorted(faces, key=lambda f: f.area, reverse=True)[:MAX_FACES]
         references = [self.references.face_id(name) for name in names]
         slot_x = slot_positions(pose, width, height) if pose is not None and len(names) > 1 else None
