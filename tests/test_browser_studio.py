@@ -61,6 +61,14 @@ def _context(browser, width: int = 1280, height: int = 800):
                                base_url=None)
 
 
+def _open(context, url: str):
+    """A new page of ``context`` on the studio, with the tests' wait limit."""
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    return page
+
+
 def _shots(tmp_path) -> Path:
     folder = Path(os.environ.get("STORYMAKER_UI_SHOTS") or tmp_path / "shots")
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,9 +112,7 @@ def test_register_write_render_and_download_pdf(app_url, browser, tmp_path):
 
     shots = _shots(tmp_path)
     context = _context(browser)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(app_url)
+    page = _open(context, app_url)
     _wait_text(page, "#project-summary", "characters: none yet")
     _shot(page, shots, "1-project")
 
@@ -198,9 +204,7 @@ def test_register_write_render_and_download_pdf(app_url, browser, tmp_path):
 def test_a_text_file_called_photo_png_says_what_is_wrong(app_url, browser, tmp_path):
     shots = _shots(tmp_path)
     context = _context(browser)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(app_url)
+    page = _open(context, app_url)
     _wait_text(page, "#project-summary", "characters:")
     _tab(page, "Characters")
     page.locator("#char-photo input[type=file]").set_input_files(
@@ -245,9 +249,7 @@ def test_a_story_typed_key_by_key_validates(app_url, browser, tmp_path):
     lines, so the following panel line arrives indented. (Valid once the parser accepts an
     indented panel line after a blank line: that change is on another branch.)"""
     context = _context(browser)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(app_url)
+    page = _open(context, app_url)
     _wait_text(page, "#project-summary", "characters:")
     _tab(page, "Story")
     page.locator("#script-editor .cm-content").click()
@@ -265,9 +267,7 @@ def test_a_story_typed_key_by_key_validates(app_url, browser, tmp_path):
 def test_phone_runs_the_example_comic_with_the_actions_on_the_first_screen(app_url, browser, tmp_path):
     shots = _shots(tmp_path)
     context = _context(browser, 390, 844)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(app_url)
+    page = _open(context, app_url)
     _wait_text(page, "#project-summary", "characters:")
     _shot(page, shots, "10-phone-project")
     banner = page.locator("#banner").bounding_box()
