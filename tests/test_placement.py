@@ -139,3 +139,39 @@ def test_resolve_memory_mode(tmp_path, monkeypatch):
     assert resolve_memory_mode(settings, "cuda") == "resident"
     with pytest.raises(ConfigError, match="memory mode"):
         Placement("cpu", "everywhere")
+
+
+def test_balanced_mode_decodes_a_float16_vae_in_bfloat16_without_drift():
+    """The SDXL VAE overflows in float16 and decodes in float32 (3.3 GiB of activations at 1024x1024,
+    the largest allocation of a panel: benchmarks/memory_estimate.py). Balanced keeps it in bfloat16
+    (float32's range, half the memory); resident keeps it as loaded. The placement rounds the VAE's
+    weights once; renders never change them, and the image stays close to the float32 decode."""
+    resident = tiny_pipeline(with_controlnet=True, dtype=torch.float16)
+    resident.set_progress_bar_config(disable=True)
+    assert resident.vae.config.force_upcast
+    assert apply_placement(resident, "cpu", "resident").vae_dtype is None
+    assert resident.vae.dtype == torch.float16
+    reference = _render(resident).float()
+
+    balanced = tiny_pipeline(with_controlnet=True, dtype=torch.float16)
+    balanced.set_progress_bar_config(disable=True)
+    placement = apply_placement(balanced, "cpu", "balanced")
+    assert placement.vae_dtype == torch.bfloat16 and balanced.vae.dtype == torch.bfloat16
+    assert balanced.unet.dtype == torch.float16  # only the VAE changes
+    vae_before = {k: v.clone() for k, v in balanced.vae.state_dict().items()}
+    unet_before = {k: v.clone() for k, v in balanced.unet.state_dict().items()}
+    first, second = _render(balanced).float(), _render(balanced).float()
+    assert torch.equal(first, second)  # the same seed gives the same image
+    assert all(torch.equal(v, vae_before[k]) for k, v in balanced.vae.state_dict().items())
+    assert all(torch.equal(v, unet_before[k]) for k, v in balanced.unet.state_dict().items())
+    assert torch.isfinite(first).all()
+    difference = float((first - reference).abs().max())  # images in 0..1
+    assert 0 < difference < 0.02, difference  # measured 0.0079 (two grey levels of 255)
+
+
+def test_a_float32_vae_or_resident_mode_keeps_the_vae_as_loaded():
+    pipe = tiny_pipeline()  # float32: decodes in float32 without an upcast
+    assert apply_placement(pipe, "cpu", "balanced").vae_dtype is None and pipe.vae.dtype == torch.float32
+    from storymaker.models.placement import bfloat16_is_native
+
+    assert bfloat16_is_native(torch.device("cpu")) and not bfloat16_is_native(torch.device("mps"))
