@@ -104,6 +104,87 @@ def test_duration_follows_the_panels_and_steps_asked_for(tmp_path, spaces):
     assert uncapped > 60 and all_three == 60  # three panels, capped at the ceiling
 
 
+#: Three panels whose script asks for 25 steps each (guidance 6 in the last), as a story written for
+#: the Standard preset has them.
+SCRIPTED_STEPS = "a street\n  steps: 25\n\na harbour\n  steps: 25\n\na hill\n  steps: 25\n  guidance: 6\n"
+NOOP = lambda *a, **k: None  # noqa: E731
+
+
+def _fast_studio(tmp_path, **changes):
+    from storymaker.services.container import build_services
+    from storymaker.ui import build_app
+
+    values = dict(backend="draft", zero_gpu="on", gpu_duration_max=60, gpu_step_seconds=4.0)
+    values.update(changes)
+    settings = studio_settings(tmp_path / "data", **values)
+    studio = build_app(build_services(settings, pipeline_cache=PipelineCache()))
+    sid = studio.context.sessions.new_session()
+    studio.context.project(sid).write_script(SCRIPTED_STEPS)
+    return studio, sid, settings
+
+
+def _rendered(project, position):
+    """What was rendered for the panel at ``position`` (0-based), read back from its versions."""
+    return [PanelWork(v.meta["width"], v.meta["height"], v.meta["num_inference_steps"], v.meta["guidance_scale"])
+            for v in project.versions(position)]
+
+
+def test_the_estimate_is_the_engines_own_plan_of_each_panel(tmp_path):
+    from storymaker.domain.script.parser import parse_script
+    from storymaker.models.fast import FAST_GUIDANCE, FAST_STEPS
+    from storymaker.services.gpu import story_work
+    from storymaker.services.render import RenderEngine
+
+    story = parse_script(SCRIPTED_STEPS + "\na sea\n  size: 512x768\n")
+    standard = studio_settings(tmp_path / "data", steps=30, guidance_scale=7.5)
+    for settings in (standard, standard.replace(quality="fast"), standard.replace(quality="fast", best_of=3)):
+        engine = RenderEngine(None, settings)
+        planned = [engine.job(story, i) for i in range(len(story.panels))]
+        expected = [PanelWork(j.width, j.height, j.steps, j.guidance_scale) for j in planned for _ in range(settings.best_of)]
+        assert story_work(story, settings) == expected
+    fast = story_work(story, standard.replace(quality="fast"))
+    assert {(p.steps, p.guidance_scale) for p in fast} == {(FAST_STEPS, FAST_GUIDANCE)}  # the script's 25 steps replaced
+    assert [p.steps for p in story_work(story, standard)] == [25, 25, 25, 30]
+
+
+def test_a_fast_render_asks_for_its_own_steps_less_than_standard(tmp_path, spaces):
+    from storymaker.models.fast import FAST_STEPS
+
+    studio, sid, settings = _fast_studio(tmp_path)
+    render_all = _handler(studio.blocks, "render_all").fn
+    widgets = (256, 256, 25, 7.5, 0.8, 0.8, 0.7, -1, 1)
+    render_all(sid, 1, *widgets, "Standard", progress=NOOP)
+    render_all(sid, 1, *widgets, "Fast", progress=NOOP)
+    (_, standard), (_, fast) = spaces.calls
+    project = studio.context.project(sid)
+    done_fast = [_rendered(project, i)[-1] for i in range(3)]  # the Fast render's versions
+    assert {(p.steps, p.guidance_scale) for p in done_fast} == {(FAST_STEPS, 1.0)}
+    assert fast == gpu_duration(done_fast, settings) == gpu_duration([PanelWork(256, 256, FAST_STEPS, 1.0)] * 3, settings)
+    # a Fast step has no CFG batch: half a Standard step of the same size
+    assert gpu_duration([PanelWork(256, 256, 8, 1.0)], settings) == gpu_duration([PanelWork(256, 256, 4, 7.5)], settings)
+    done_standard = [_rendered(project, i)[0] for i in range(3)]
+    assert [p.steps for p in done_standard] == [25, 25, 25]
+    assert standard == 60 < gpu_duration(done_standard, settings.replace(gpu_duration_max=999))  # capped
+    assert fast < standard
+
+
+def test_best_of_and_rerolls_ask_for_every_render_and_the_cap_holds(tmp_path, spaces):
+    from storymaker.models.fast import FAST_STEPS
+
+    studio, sid, settings = _fast_studio(tmp_path, gpu_step_seconds=40.0, gpu_duration_max=300)
+    handlers = {name: _handler(studio.blocks, f"render_{name}").fn for name in ("panel", "reroll", "all")}
+    fast = PanelWork(256, 256, FAST_STEPS, 1.0)
+    handlers["panel"](sid, 2, 256, 256, 25, 7.5, 0.8, 0.8, 0.7, -1, 3, "Fast", progress=NOOP)
+    handlers["reroll"](sid, 2, 256, 256, 25, 7.5, 0.8, 0.8, 0.7, -1, 2, "Fast", progress=NOOP)
+    assert _rendered(studio.context.project(sid), 1) == [fast] * 5  # 3 + 2 renders of panel 2
+    assert spaces.calls == [("render_panel", gpu_duration([fast] * 3, settings)),
+                            ("render_reroll", gpu_duration([fast] * 2, settings))]
+    assert gpu_duration([fast] * 3, settings) > gpu_duration([fast] * 2, settings) > gpu_duration([fast], settings)
+    handlers["all"](sid, 1, 256, 256, 25, 7.5, 0.8, 0.8, 0.7, -1, 8, "Fast", progress=NOOP)
+    assert gpu_duration([fast] * 24, settings.replace(gpu_duration_max=999)) > 300
+    assert spaces.calls[-1] == ("render_all", 300)  # 3 panels x best of 8, capped at the ceiling
+
+
 def test_registering_a_character_in_zero_gpu_mode_is_a_gpu_call(tmp_path, spaces):
     from storymaker.services.container import build_services
     from storymaker.ui import build_app

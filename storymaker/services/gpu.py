@@ -7,8 +7,8 @@ segmentation, CLIP encoding of characters and outfits, pose extraction) goes thr
 - one lock (:data:`DEVICE_LOCK`, also the lock of every loaded pipeline), so that no model call runs
   while accelerate moves modules for a render, and two renders never share the device;
 - one wrapping for the app's GPU events (:meth:`GpuWorker.gpu`): ``spaces.GPU`` with a duration
-  computed from the work asked for (panels x steps, at most ``settings.gpu_duration_max``); the app
-  puts these events in one queue (``concurrency_id="gpu"``);
+  computed from the work the call does (:func:`story_work`, :func:`gpu_duration`; at most
+  ``settings.gpu_duration_max``); the app puts these events in one queue (``concurrency_id="gpu"``);
 - ZeroGPU mode (:func:`zero_gpu_enabled`): the pipeline and the encoders are built at start-up
   (:meth:`GpuWorker.startup`), as ZeroGPU expects, so no call pays the load.
 
@@ -54,21 +54,33 @@ def zero_gpu_enabled(settings: "Settings", environ: Mapping[str, str] | None = N
 
 @dataclass(frozen=True)
 class PanelWork:
-    """One panel to render, as the duration estimate sees it."""
+    """One panel render, as the duration estimate sees it (a panel rendered best-of N is N of these)."""
 
     width: int
     height: int
     steps: int
+    guidance_scale: float = 7.5
+
+    @property
+    def step_cost(self) -> float:
+        """What one of its denoising steps costs, in steps of a Standard panel of the same size:
+        1 with classifier-free guidance (the UNet and ControlNet run on a batch of 2), 0.5 without
+        (``guidance_scale <= 1``, the pipeline's rule: the Fast preset, guidance 1). An estimate:
+        a batch of 1 is taken to cost half a batch of 2, which holds where the GPU is kept busy
+        (SDXL sizes); the text encoders, image projection and VAE decode are in the overheads."""
+        return 1.0 if self.guidance_scale > 1 else 0.5
 
 
 def gpu_duration(work: Iterable[PanelWork], settings: "Settings") -> int:
-    """Seconds to ask ``spaces.GPU`` for: a call overhead plus, per panel, its steps scaled by its
-    area (``settings.gpu_step_seconds`` per step of a 1-megapixel panel) and a panel overhead;
+    """Seconds to ask ``spaces.GPU`` for: a call overhead plus, per panel render, a panel overhead
+    and its steps x their cost (:attr:`PanelWork.step_cost`) x ``settings.gpu_step_seconds`` (per
+    step of a 1-megapixel panel with guidance) scaled by its area (at least a quarter megapixel);
     at least :data:`MIN_DURATION_S`, at most ``settings.gpu_duration_max``."""
     seconds = float(CALL_OVERHEAD_S)
     for panel in work:
         megapixels = max(panel.width * panel.height, 1) / 1_000_000
-        seconds += PANEL_OVERHEAD_S + panel.steps * settings.gpu_step_seconds * max(megapixels, 0.25)
+        step_seconds = settings.gpu_step_seconds * panel.step_cost * max(megapixels, 0.25)
+        seconds += PANEL_OVERHEAD_S + panel.steps * step_seconds
     return int(min(settings.gpu_duration_max, max(MIN_DURATION_S, math.ceil(seconds))))
 
 
@@ -201,19 +213,24 @@ class GpuWorker:
 
 
 def story_work(story: Any, settings: "Settings", indices: Sequence[int] | None = None,
-               default_size: tuple[int, int] | None = None, default_steps: int | None = None) -> list[PanelWork]:
-    """The panels ``indices`` (all by default) of ``story`` as :class:`PanelWork`, sizes and steps
-    resolved as the render engine resolves them (panel, then story, then the defaults)."""
-    width, height = default_size or (settings.width, settings.height)
-    steps = default_steps or settings.steps
+               default_size: tuple[int, int] | None = None) -> list[PanelWork]:
+    """The panel renders of ``story``'s panels ``indices`` (all by default) with ``settings``: each
+    panel's size, steps and guidance as the render engine resolves them
+    (:func:`storymaker.services.render.panel_settings`: the Fast preset's steps and guidance replace
+    the script's), and each panel ``settings.best_of`` times (best of N renders it N times).
+    ``default_size`` replaces the settings' size for panels without their own."""
+    from .render import panel_settings
+
+    if default_size is not None:
+        settings = settings.replace(width=int(default_size[0]), height=int(default_size[1]))
     chosen = range(len(story.panels)) if indices is None else indices
     work = []
     for index in chosen:
         if not 0 <= index < len(story.panels):
             continue
-        panel = story.panels[index]
-        w, h = panel.size or story.size or (width, height)
-        work.append(PanelWork(int(w), int(h), int(panel.steps or story.steps or steps)))
+        resolved = panel_settings(story, story.panels[index], settings)
+        panel = PanelWork(resolved["width"], resolved["height"], resolved["steps"], resolved["guidance_scale"])
+        work.extend([panel] * max(1, int(settings.best_of)))
     return work
 
 

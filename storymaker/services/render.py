@@ -10,7 +10,6 @@ job data is :mod:`storymaker.services.jobs`; character conditioning comes from t
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -98,7 +97,8 @@ class RenderEngine:
             )
         panel = story.panels[index]
         s = self.settings
-        width, height = panel.size or story.size or (s.width, s.height)
+        resolved = panel_settings(story, panel, s)
+        width, height = resolved["width"], resolved["height"]
         if width % 8 or height % 8 or width <= 0 or height <= 0:
             raise InvalidInputError(
                 f"Panel {index + 1}: size {width}x{height} is not usable; use positive multiples of 8."
@@ -114,18 +114,10 @@ class RenderEngine:
         slots = tuple(self._slot(panel, name) for name in panel.characters)
         pose = self._pose(panel, index)
         nouns = {name: slot.noun for name, slot in zip(panel.characters, slots)}
-        job = PanelJob(
+        return PanelJob(
             index=index,
             prompt=self._model_prompt(story, panel, nouns),
             negative_prompt=self._negative(story, panel),
-            width=int(width),
-            height=int(height),
-            steps=int(panel.steps or story.steps or s.steps),
-            guidance_scale=float(
-                panel.guidance if panel.guidance is not None
-                else story.guidance if story.guidance is not None
-                else s.guidance_scale
-            ),
             seed=panel_seed,
             source_prompt=panel.prompt,
             characters=slots,
@@ -136,8 +128,8 @@ class RenderEngine:
             controlnet_conditioning_scale=s.controlnet_conditioning_scale,
             seed_source=source,
             style=self._style_name(story, panel),
+            **resolved,
         )
-        return dataclasses.replace(job, **_fast_preset(s))
 
     def _character(self, name: str):
         if self.registry is None:
@@ -457,6 +449,26 @@ class RenderEngine:
         name = getattr(version, "id", version)
         self.project.select(panel_id, name)
         return name
+
+
+def panel_settings(story: Story, panel: Panel, settings: Settings) -> dict[str, Any]:
+    """The size, steps and guidance ``panel`` renders with, as :class:`PanelJob` fields: the panel's
+    own, else the story's, else ``settings``'; the Fast preset (``settings.quality``) replaces the
+    steps and guidance. The engine's jobs and the ZeroGPU duration estimate
+    (:func:`storymaker.services.gpu.story_work`) both come from here."""
+    width, height = panel.size or story.size or (settings.width, settings.height)
+    resolved: dict[str, Any] = {
+        "width": int(width),
+        "height": int(height),
+        "steps": int(panel.steps or story.steps or settings.steps),
+        "guidance_scale": float(
+            panel.guidance if panel.guidance is not None
+            else story.guidance if story.guidance is not None
+            else settings.guidance_scale
+        ),
+    }
+    resolved.update(_fast_preset(settings))
+    return resolved
 
 
 def _fast_preset(settings: Settings) -> dict:

@@ -40,22 +40,22 @@ def gpu_event(ctx: "StudioContext", fn: F, work: Callable[..., Any] | None = Non
 
 def render_work(ctx: "StudioContext", mode: str) -> Callable[..., Any]:
     """The duration estimate of the Render tab's handlers ``(sid, panel_number, width, height,
-    steps, ...)``: the session's story panels ("all") or one panel, sizes and steps resolved as the
-    engine resolves them."""
+    steps, guidance, ..., best_of, quality)``: the session's story panels ("all") or one panel
+    ("panel", "reroll"), with the very settings the handler renders with (the Quality preset and
+    best of N included), resolved as the engine resolves them (:func:`story_work`)."""
     from ..services.gpu import story_work
 
-    def work(sid, number, width, height, steps, guidance=None, ip=None, lora=None, cn=None, seed=None,
-             best_of=1, quality=None, *rest, **kwargs):
-        from .render_tab import preset
+    def work(sid, number, width, height, steps, guidance, ip, lora, cn, seed, best_of=1, quality=None,
+             *rest, **kwargs):
+        from .render_tab import settings_from_widgets, with_quality
 
         story = ctx.story(sid, strict=False)
         if story is None:
             return None
+        options = with_quality(settings_from_widgets(width, height, steps, guidance, ip, lora, cn, seed, best_of),
+                               quality)
         indices = None if mode == "all" else [int(number) - 1]
-        fast = bool(quality) and preset(quality).quality == "fast"
-        steps = ctx.settings.fast_steps if fast else int(steps)  # Fast replaces every panel's steps
-        panels = story_work(story, ctx.settings, indices, (int(width), int(height)), steps)
-        return list(panels) * max(1, int(best_of or 1))  # best of N renders every panel N times
+        return story_work(story, ctx.settings.replace(**options.overrides()), indices)
 
     return work
 
