@@ -236,7 +236,7 @@ def run_panel(pipe, clock: Clock, size: tuple[int, int], steps: int, *, guidance
 
 
 MEMORY_MODES = (("resident", "resident", False), ("balanced", "balanced", False),
-                ("balanced + VAE tiling (tiles <= 512 px)", "balanced", True), ("model CPU offload", "offload", False))
+                ("balanced + VAE tiling (tiles <= 512 px)", "balanced", True), ("offload (block by block)", "offload", False))
 #: The SDXL VAE tiles only images larger than its sample size (1024 px): the tiling row uses 512-px
 #: tiles so that it says what tiling saves on a 1024x1024 panel.
 TILE_PIXELS = 512

@@ -175,3 +175,42 @@ def test_a_float32_vae_or_resident_mode_keeps_the_vae_as_loaded():
     from storymaker.models.placement import bfloat16_is_native
 
     assert bfloat16_is_native(torch.device("cpu")) and not bfloat16_is_native(torch.device("mps"))
+
+
+def test_offload_mode_brings_in_one_block_at_a_time():
+    """Offload: every component waits on the host; the UNet and the ControlNet visit the accelerator a
+    block at a time (the adapter's processors inside them), so the peak holds one block's weights,
+    not a whole model's. The image is bit-identical to resident's."""
+    pipe = tiny_pipeline(with_controlnet=True)
+    pipe.set_progress_bar_config(disable=True)
+    reference = _render(pipe)
+    placement = apply_placement(pipe, "cpu", "offload")
+    units = [n for n in placement.location if n.startswith(("unet.down_blocks.", "unet.up_blocks.", "unet.mid_block",
+                                                            "controlnet.down_blocks.", "controlnet.mid_block"))]
+    assert len(units) == len(pipe.unet.down_blocks) + len(pipe.unet.up_blocks) + 1 + len(pipe.controlnet.down_blocks) + 1
+    on_demand = units + list(ON_DEMAND_COMPONENTS) + ["vae.decoder", "adapter.image_proj"]
+    assert all(placement.location[n] == HOST for n in on_demand)
+    assert placement.location["unet.conv_in"] == ACCELERATOR and placement.location["controlnet.conv_in"] == ACCELERATOR
+
+    seen = []
+    hooks = [block.register_forward_pre_hook(lambda *_: seen.append(dict(placement.location)))
+             for block in list(pipe.unet.down_blocks) + list(pipe.unet.up_blocks) + list(pipe.controlnet.down_blocks)]
+    placement.moves.clear()
+    out = _render(pipe)
+    for hook in hooks:
+        hook.remove()
+
+    assert torch.equal(out, reference)
+    assert seen
+    for snapshot in seen:  # while a block runs, it is the only block there
+        assert sum(snapshot[n] == ACCELERATOR for n in units) == 1, snapshot
+        assert all(snapshot[n] == HOST for n in ON_DEMAND_COMPONENTS)
+    assert all(placement.location[n] == HOST for n in on_demand)  # all back afterwards
+    for name in units + ["vae.decoder", "adapter.image_proj"]:
+        visits = [where for who, where in placement.moves if who == name]
+        assert visits and visits == [ACCELERATOR, HOST] * (len(visits) // 2), name
+    # The processors of the adapter are inside the UNet's blocks: they travel with them.
+    processor_params = {id(p) for p in pipe.adapter.ip_adapter.parameters()}
+    in_blocks = {id(p) for b in list(pipe.unet.down_blocks) + [pipe.unet.mid_block] + list(pipe.unet.up_blocks)
+                 for p in b.parameters()}
+    assert processor_params and processor_params <= in_blocks

@@ -348,11 +348,12 @@ class StoryMakerAdapter(nn.Module):
     # ---- image tokens ------------------------------------------------------------------
 
     def image_tokens(self, face_id: torch.Tensor, clip_character: torch.Tensor,
-                     clip_face: torch.Tensor) -> torch.Tensor:
+                     clip_face: torch.Tensor, *, device: torch.device | None = None) -> torch.Tensor:
         """Image tokens (B, 20*(N+1), D) for face_id (B, N, 512), clip_* (B, N, T, C); inputs are
-        moved to the projection's device and dtype."""
+        moved to ``device`` (default: the projection's; the placement policy may bring the projection
+        there only for its forward pass) and the projection's dtype."""
         param = self.image_proj.bg_embed
-        convert = {"device": param.device, "dtype": param.dtype}
+        convert = {"device": device or param.device, "dtype": param.dtype}
         return self.image_proj(face_id.to(**convert), clip_character.to(**convert), clip_face.to(**convert))
 
     def image_tokens_for(self, characters: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:

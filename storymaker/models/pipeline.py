@@ -244,6 +244,15 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
     def steps_done(self) -> int:
         return self._steps_done
 
+    @property
+    def _execution_device(self) -> torch.device:
+        """Where the denoising runs: the placement's accelerator when the placement policy placed the
+        pipeline (some components then wait in CPU memory), else diffusers' answer."""
+        placement = getattr(self, "_storymaker_placement", None)
+        if placement is not None:
+            return placement.device
+        return super()._execution_device
+
     # ------------------------------------------------------------------ inputs
     def expected_clip_shape(self) -> tuple[int | None, int]:
         """(tokens, hidden) of the CLIP features the loaded image encoder produces.
@@ -390,9 +399,9 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
             clip_character = torch.zeros(1, 0, tokens_n or 1, hidden)
             clip_face = torch.zeros(1, 0, tokens_n or 1, hidden)
         face_id, clip_character, clip_face = (t.to(device=device, dtype=dtype) for t in (face_id, clip_character, clip_face))
-        cond = self.adapter.image_tokens(face_id, clip_character, clip_face)
+        cond = self.adapter.image_tokens(face_id, clip_character, clip_face, device=device)
         uncond = self.adapter.image_tokens(
-            torch.zeros_like(face_id), torch.zeros_like(clip_character), torch.zeros_like(clip_face)
+            torch.zeros_like(face_id), torch.zeros_like(clip_character), torch.zeros_like(clip_face), device=device
         )
         return cond, uncond
 

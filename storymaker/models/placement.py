@@ -9,8 +9,11 @@ Three memory modes (``STORYMAKER_MEMORY_MODE``, docs/gpu.md):
   (once per character: its features are cached on disk) live in CPU memory and are moved to the
   accelerator only for their own forward pass. Leaving costs no copy: the module's parameters are
   pointed back at the CPU tensors kept for it (pinned, so that entering is a fast copy).
-- ``offload``: diffusers' model CPU offload (each model moves in when it runs, out when the next one
-  does); least memory, slowest.
+- ``offload``: every component waits in CPU memory and visits the accelerator only while it runs, the
+  UNet and the ControlNet one block at a time (each of their down/up blocks and their middle block;
+  their small stems and heads stay). Least memory, slowest: every step copies the denoiser's weights
+  in. (Model CPU offload, whole models at a time, cannot go below the UNet with StoryMaker's
+  processors: 6.3 GiB of weights in float16.)
 
 The VAE's decode is the largest single allocation of a panel: the SDXL VAE overflows in float16, so
 it decodes in float32 (about 3.3 GiB of activations at 1024x1024). In ``balanced`` and ``offload``
@@ -43,6 +46,15 @@ MODES = ("resident", "balanced", "offload")
 RESIDENT_COMPONENTS = ("unet", "adapter", "controlnet", "vae")
 #: Used once per prompt or per character: on the accelerator only while they run (balanced mode).
 ON_DEMAND_COMPONENTS = ("text_encoder", "text_encoder_2", "image_encoder")
+#: Offload mode: these children of a component visit the accelerator while they run (lists: each
+#: element on its own); the component's other children stay on the accelerator. Components not named
+#: here visit whole. The adapter's processors live inside the UNet's blocks and travel with them.
+OFFLOAD_UNITS = {
+    "unet": ("down_blocks", "mid_block", "up_blocks"),
+    "controlnet": ("down_blocks", "mid_block"),
+    "vae": ("encoder", "decoder"),
+    "adapter": ("image_proj",),
+}
 
 ACCELERATOR = "accelerator"
 HOST = "host"
@@ -150,10 +162,9 @@ class Placement:
             previous.remove(pipe)
         components = {name: getattr(pipe, name, None) for name in RESIDENT_COMPONENTS + ON_DEMAND_COMPONENTS}
         components = {name: module for name, module in components.items() if isinstance(module, torch.nn.Module)}
-        if self.mode == "offload" and self.device.type != "cpu":
-            pipe.enable_model_cpu_offload(device=self.device)
-            self.location = {name: "offloaded" for name in components}
-            self.location["adapter"] = ACCELERATOR  # excluded from offload: it runs outside the UNet's forward
+        if self.mode == "offload":
+            for name, module in components.items():
+                self._offload(name, module)
         else:
             on_demand = self.mode == "balanced"
             for name, module in components.items():
@@ -183,9 +194,36 @@ class Placement:
             vae.to(dtype=torch.bfloat16)
         self.vae_dtype = torch.bfloat16
 
-    def _install_hooks(self, name: str, module: torch.nn.Module) -> None:
+    def _offload(self, name: str, module: torch.nn.Module) -> None:
+        """Offload mode for one component: its units wait on the host (hooks bring each in for its
+        own forward), the rest goes to the accelerator. The blocks of the UNet, the ControlNet and the
+        VAE get their inputs on the accelerator already (and a dict that must not be copied: the image
+        K/V cache); a whole component, and the adapter's projection, get theirs from the CPU."""
+        children = OFFLOAD_UNITS.get(name)
+        if children is None:
+            units = [(name, module, True)]
+        else:
+            units = []
+            outside_inputs = name == "adapter"
+            for child in children:
+                part = getattr(module, child, None)
+                if isinstance(part, torch.nn.ModuleList):
+                    units += [(f"{name}.{child}.{i}", block, outside_inputs) for i, block in enumerate(part)]
+                elif isinstance(part, torch.nn.Module):
+                    units.append((f"{name}.{child}", part, outside_inputs))
+            for child_name, child in module.named_children():
+                if child_name not in children and not (name == "adapter" and child_name == "ip_adapter"):
+                    self.move(f"{name}.{child_name}", child, ACCELERATOR)
+        for unit_name, unit, move_inputs in units:
+            self.move(unit_name, unit, HOST)
+            self._keep_host_copies(unit_name, unit)
+            self._install_hooks(unit_name, unit, move_inputs=move_inputs)
+
+    def _install_hooks(self, name: str, module: torch.nn.Module, *, move_inputs: bool = True) -> None:
         def enter(mod, args, kwargs):
             self.move(name, mod, ACCELERATOR)
+            if not move_inputs:
+                return None
             return _move_inputs(args, self.device), _move_inputs(kwargs, self.device)
 
         def leave(mod, args, output):
@@ -196,13 +234,11 @@ class Placement:
         self._hooks.append(module.register_forward_hook(leave))
 
     def remove(self, pipe) -> None:
-        """Undo this placement's hooks and model CPU offload (components stay where they are)."""
+        """Undo this placement's hooks (components stay where they are)."""
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
         self._host_copies = {}
-        if self.mode == "offload" and hasattr(pipe, "remove_all_hooks"):
-            pipe.remove_all_hooks()
         if getattr(pipe, "_storymaker_placement", None) is self:
             pipe._storymaker_placement = None
 
