@@ -54,7 +54,7 @@ GOOD_ENOUGH = 0.6
 SIZE_STEP_COST = 0.25
 # Cost of a bubble whose centre is nearer (across the panel) another speaker's head than its own:
 # its tail would reach past that speaker, or cross that speaker's tail.
-WRONG_SIDE_COST = 0.4
+WRONG_SIDE_COST = 0.6
 
 
 def _overlap(a: Rect, b: Rect) -> float:
