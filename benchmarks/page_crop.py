@@ -1,9 +1,10 @@
 """Print how much of each panel's picture a printed-page layout crops (``kind="pages"``, ``fit="cover"``).
 
-For the example stories in ``examples/`` and a range of panel-aspect mixes, over panel counts 1..16,
-both paper sizes, both orientations, with and without a title, and 2 or 3 columns, prints the largest
-fraction of a picture's area that falls outside its slot (``1 - shown area``), the mean, and where the
-worst case happens. Pure geometry: runs in a few seconds on a CPU.
+For the example stories in ``examples/`` and a range of panel-aspect mixes (each repeated to fill
+1..16 panels), both paper sizes, both orientations, with and without a title, and 2 or 3 columns,
+prints the largest fraction of a picture's area that falls outside its slot (``1 - shown area``),
+the mean, where the worst case happens, the pages used and how full they are. Pure geometry: runs
+in a few seconds on a CPU.
 
     python benchmarks/page_crop.py
 """
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from storymaker.domain.layout import LayoutOptions, compute_layout, place_image  # noqa: E402
-from storymaker.domain.script.data import load_story, story_from_data  # noqa: E402
+from storymaker.domain.script.data import load_story  # noqa: E402
 
 MIXES = {
     "square": [1.0],
@@ -33,22 +34,20 @@ MIXES = {
 
 
 def story_aspects() -> dict[str, list[float]]:
-    out = {}
-    for path in (ROOT / "examples/lighthouse/story.txt", ROOT / "examples/first-flight.story"):
-        story = load_story(path)
-        out[str(path.relative_to(ROOT))] = _aspects(story)
-    for path in (ROOT / "examples/example.json", ROOT / "examples/lighthouse/example.json"):
-        data = json.loads(path.read_text())
-        story = story_from_data(data["story"]) if isinstance(data.get("story"), dict) else None
-        if story is None:
-            from storymaker.domain.script.parser import parse_script
-            story = parse_script(data["story"])
-        out[str(path.relative_to(ROOT))] = _aspects(story)
-    return out
+    """Panel aspects of every example story (``examples/**/example.json`` name their scripts)."""
+    paths = set()
+    for index in sorted(ROOT.glob("examples/**/example.json")):
+        story = json.loads(index.read_text(encoding="utf-8")).get("story")
+        if isinstance(story, str):
+            paths.add((index.parent / story).resolve())
+    paths.update(p.resolve() for p in ROOT.glob("examples/**/*.story"))
+    return {str(p.relative_to(ROOT)): _aspects(load_story(p)) for p in sorted(paths)}
 
 
 def _aspects(story) -> list[float]:
-    default = story.size or (1024, 1024)
+    from storymaker.config import Settings
+
+    default = story.size or (Settings.width, Settings.height)  # the settings' default size
     return [(p.size or default)[0] / (p.size or default)[1] for p in story.panels]
 
 
