@@ -1,4 +1,4 @@
-"""Print how much of each panel's picture a printed-page layout crops (``kind="pages"``, ``fit="cover"``).
+"""Print how much of each panel's picture printed pages crop (``kind="pages"``, ``fit="cover"``).
 
 For the example stories in ``examples/`` and a range of panel-aspect mixes (each repeated to fill
 1..16 panels), both paper sizes, both orientations, with and without a title, and 2 or 3 columns,

@@ -286,5 +286,6 @@ def test_printed_pages_show_every_head_and_almost_all_of_each_picture():
                     assert (r - l) * (b - t) >= 0.95 - 1e-9, (index, placement.crop)
                     for head in panels[index].heads:
                         x0, y0, x1, y1 = head.box
-                        assert l <= x0 + 1e-9 and x1 <= r + 1e-9 and t <= y0 + 1e-9 and y1 <= b + 1e-9, \
-                            (index, head, placement.crop)
+                        inside = l <= x0 + 1e-9 and x1 <= r + 1e-9 and t <= y0 + 1e-9 \
+                            and y1 <= b + 1e-9
+                        assert inside, (index, head, placement.crop)

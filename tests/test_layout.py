@@ -243,7 +243,8 @@ def test_printed_pages_stay_tidy():
     for _ in range(40):
         n = rng.randint(1, 12)
         aspects = [rng.choice([0.75, 1.0, 16 / 9, 9 / 16, 1.5]) for _ in range(n)]
-        options = LayoutOptions(kind="pages", columns=rng.choice([2, 3]), title=rng.choice(["", "T"]))
+        options = LayoutOptions(kind="pages", columns=rng.choice([2, 3]),
+                                title=rng.choice(["", "T"]))
         g = options.px(options.gutter)
         for page in compute_layout(aspects, options):
             rows: dict[float, list[Rect]] = {}

@@ -130,7 +130,7 @@ def segments_intersect(a0, a1, b0, b1) -> bool:
     """True when segments ``a0-a1`` and ``b0-b1`` share a point (touching counts)."""
     d1, d2 = _cross(b0, b1, a0), _cross(b0, b1, a1)
     d3, d4 = _cross(a0, a1, b0), _cross(a0, a1, b1)
-    if ((d1 > 0 and d2 < 0) or (d1 < 0 and d2 > 0)) and ((d3 > 0 and d4 < 0) or (d3 < 0 and d4 > 0)):
+    if d1 * d2 < 0 and d3 * d4 < 0:  # proper crossing
         return True
 
     def on(p, q, r, d):  # r on segment p-q, given it is collinear (d == 0)
@@ -480,7 +480,8 @@ def _plan(plan: _Planner, caption: str | None, dialogue: Sequence["Dialogue"],
                 plan.uncrossed = False
                 for ordered in (True, False):
                     plan.ordered = ordered
-                    placed = placed or plan.place_speech(line.text, line.speaker, anchor, bold_chain)
+                    placed = placed or plan.place_speech(line.text, line.speaker, anchor,
+                                                         bold_chain)
                 plan.ordered = plan.uncrossed = True
                 plan.cost += 6.0
             if placed is None:
