@@ -256,3 +256,36 @@ def test_imports_stay_light():
             "print(sorted(m for m in ('torch', 'diffusers', 'PIL', 'reportlab') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_printed_pages_show_every_head_and_almost_all_of_each_picture():
+    """Found: the lighthouse's printed pages cut the top and bottom of every panel (the draft's
+    slug line and, for a face at the top edge, part of the face). Each picture now loses at most
+    5% of its area, and none of a recorded head."""
+    from storymaker.domain.heads import Head
+
+    story = [  # 3:4 panels as the lighthouse renders them; a head touching the top edge
+        ((768, 1024), [Head((0.30, 0.0, 0.45, 0.14), "Mara", "draft")]),
+        ((768, 1024), [Head((0.55, 0.02, 0.70, 0.16), "Tessa", "draft")]),
+        ((1024, 576), [Head((0.1, 0.0, 0.2, 0.2), "Mara", "draft"),
+                       Head((0.8, 0.75, 0.95, 1.0), "Tessa", "draft")]),
+        ((768, 1024), [Head((0.2, 0.0, 0.35, 0.14), "Mara", "draft"),
+                       Head((0.6, 0.0, 0.75, 0.14), "Tessa", "draft")]),
+        ((768, 1024), [Head((0.4, 0.1, 0.55, 0.24), None, "draft")]),
+    ]
+    band = (0.0, 0.93, 1.0, 1.0)
+    panels = [ComicPanel(Image.new("RGB", (w // 4, h // 4), "gray"), heads=tuple(heads),
+                         keep_clear=(band,)) for (w, h), heads in story]
+    for orientation in ("portrait", "landscape"):
+        for title in ("", "The Lighthouse Keeper"):
+            pages = render_comic(panels, _small(kind="pages", title=title, orientation=orientation),
+                                 draw=False)
+            for page in pages:
+                for index, placement in page.placements:
+                    l, t, r, b = placement.crop
+                    assert (r - l) * (b - t) >= 0.95 - 1e-9, (index, placement.crop)
+                    for head in panels[index].heads:
+                        x0, y0, x1, y1 = head.box
+                        inside = l <= x0 + 1e-9 and x1 <= r + 1e-9 and t <= y0 + 1e-9 \
+                            and y1 <= b + 1e-9
+                        assert inside, (index, head, placement.crop)

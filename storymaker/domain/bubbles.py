@@ -5,10 +5,12 @@ speakers (for tails) and of everyone in the picture (to keep clear, see ``domain
 returns :class:`~storymaker.domain.lettering.Balloon` objects. Rules, in order of importance:
 
 1. a bubble's box never covers a head box, a ``keep_clear`` box, another bubble or the caption;
-2. a tail ends just short of its own speaker's head and crosses no other head;
+2. a tail ends just short of its own speaker's head and crosses no other head, no other balloon
+   and no other tail;
 3. bubbles read in script order (top to bottom; side by side, left to right);
-4. each bubble sits close to (preferably above) its speaker, its text wrapped to a balloon of a
-   comfortable shape: several widths are tried, the best free place wins.
+4. each bubble sits close to (preferably above) its speaker and on its speaker's side (nearer its
+   own speaker's head than any other speaker's, across the panel), its text wrapped to a balloon
+   of a comfortable shape: several widths are tried, the best free place wins.
 
 When a line has no such place, all text gets smaller (down to ``min_font_size``); at the smallest
 size a line that still has no place becomes a caption box ("Name: text") in free space, and only
@@ -50,6 +52,9 @@ _X_STEPS = 14  # places tried across the panel per row
 # tried costs this much more.
 GOOD_ENOUGH = 0.6
 SIZE_STEP_COST = 0.25
+# Cost of a bubble whose centre is nearer (across the panel) another speaker's head than its own:
+# its tail would reach past that speaker, or cross that speaker's tail.
+WRONG_SIDE_COST = 0.6
 
 
 def _overlap(a: Rect, b: Rect) -> float:
@@ -117,6 +122,47 @@ def _edges(r: Rect, grow: float = 0.0) -> tuple[float, float, float, float]:
     return (r.x - grow, r.y - grow, r.right + grow, r.bottom + grow)
 
 
+def _cross(p, q, r) -> float:
+    return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+
+def segments_intersect(a0, a1, b0, b1) -> bool:
+    """True when segments ``a0-a1`` and ``b0-b1`` share a point (touching counts)."""
+    d1, d2 = _cross(b0, b1, a0), _cross(b0, b1, a1)
+    d3, d4 = _cross(a0, a1, b0), _cross(a0, a1, b1)
+    if d1 * d2 < 0 and d3 * d4 < 0:  # proper crossing
+        return True
+
+    def on(p, q, r, d):  # r on segment p-q, given it is collinear (d == 0)
+        return d == 0 and min(p[0], q[0]) <= r[0] <= max(p[0], q[0]) \
+            and min(p[1], q[1]) <= r[1] <= max(p[1], q[1])
+
+    return on(b0, b1, a0, d1) or on(b0, b1, a1, d2) or on(a0, a1, b0, d3) or on(a0, a1, b1, d4)
+
+
+def _inside_triangle(p, tri) -> bool:
+    d = [_cross(tri[i], tri[(i + 1) % 3], p) for i in range(3)]
+    return all(v >= 0 for v in d) or all(v <= 0 for v in d)
+
+
+def tails_cross(a, b) -> bool:
+    """True when two tail triangles ``(base_a, tip, base_b)`` overlap: an edge of one crosses
+    an edge of the other, or one lies inside the other."""
+    edges_a = [(a[i], a[(i + 1) % 3]) for i in range(3)]
+    edges_b = [(b[i], b[(i + 1) % 3]) for i in range(3)]
+    if any(segments_intersect(*e, *f) for e in edges_a for f in edges_b):
+        return True
+    return _inside_triangle(a[1], b) or _inside_triangle(b[1], a)
+
+
+def _tail_points(tail, gap: float) -> list[tuple[float, float, float, float]]:
+    """Small boxes along a tail's axis outside its balloon (later balloons keep off them)."""
+    (ax, ay), (tx, ty), (bx, by) = tail
+    mx, my = (ax + bx) / 2, (ay + by) / 2
+    pts = [(mx + (tx - mx) * k / 8, my + (ty - my) * k / 8) for k in range(2, 9)]
+    return [(x - gap, y - gap, x + gap, y + gap) for x, y in pts]
+
+
 def _hits(x0: float, y0: float, x1: float, y1: float, boxes) -> bool:
     for a0, b0, a1, b1 in boxes:
         if x0 < a1 and a0 < x1 and y0 < b1 and b0 < y1:
@@ -130,10 +176,12 @@ class _Planner:
 
     def __init__(self, inner: Rect, size: float, o: LetteringOptions, chain: FontChain,
                  heads: Mapping[str, Rect], faces: Sequence[Rect], keep_clear: Sequence[Rect],
-                 high: float, narrow: float = 0.0, blocks: dict | None = None):
+                 high: float, narrow: float = 0.0, blocks: dict | None = None,
+                 side: float = WRONG_SIDE_COST):
         self.inner, self.size, self.o, self.chain, self.lang = inner, size, o, chain, o.language
         self.high = high  # how strongly bubbles climb to the top (room for the later ones)
         self.narrow = narrow  # how strongly they keep narrow (room beside them)
+        self.side = side  # cost of a bubble on another speaker's side
         self.cost = 0.0  # of the plan so far: tails, bubbles below heads, fallbacks
         self.heads = heads
         self.faces = list(faces)
@@ -143,16 +191,22 @@ class _Planner:
         self.tail_room = size * 1.2
         self.taken: list[Rect] = []
         self.speech: list[Rect] = []
+        self.tails: list[tuple[tuple[float, float], ...]] = []
         self.ordered = True  # rule 3 (reading order); given up only to avoid an overlap (rule 1)
+        self.uncrossed = True  # tails never cross; given up only to avoid an overlap (rule 1)
         self._blocked = ([_edges(f, self.margin) for f in self.faces]
                          + [_edges(k) for k in keep_clear])
+        self._tail_blocked: list[tuple[float, float, float, float]] = []  # along earlier tails
         self._blocks = {} if blocks is None else blocks  # wrapped text, shared between plans
 
-    def _take(self, box: Rect, speech: bool) -> None:
+    def _take(self, box: Rect, speech: bool, tail=None) -> None:
         self.taken.append(box)
         self._blocked.append(_edges(box, self.gap))
         if speech:
             self.speech.append(box)
+        if tail is not None:
+            self.tails.append(tail)
+            self._tail_blocked.extend(_tail_points(tail, self.gap / 2))
 
     # -- hard rules ----------------------------------------------------------------------------
 
@@ -161,8 +215,8 @@ class _Planner:
                 and not _hits(cand.x, cand.y, cand.right, cand.bottom, self._blocked))
 
     def _tail_clear(self, tail, own: Rect | None) -> bool:
-        """The tail crosses no other head and no balloon, and its tip is clearly nearer its own
-        head than any other (so it cannot be read as pointing at a neighbour)."""
+        """The tail crosses no other head, no balloon and no earlier tail, and its tip is clearly
+        nearer its own head than any other (so it cannot be read as pointing at a neighbour)."""
         (ax, ay), (tx, ty), (bx, by) = tail
         mx, my = (ax + bx) / 2, (ay + by) / 2
         others = [r for r in self.faces if r is not own]
@@ -171,6 +225,8 @@ class _Planner:
             px, py = mx + (tx - mx) * k / 8, my + (ty - my) * k / 8
             if _hits(px, py, px, py, blocked):
                 return False
+        if self.uncrossed and any(tails_cross(tail, t) for t in self.tails):
+            return False
         if own is not None and others:
             mine = _gap((tx, ty), own)
             return all(mine * 1.5 + 1.0 < _gap((tx, ty), r) for r in others)
@@ -219,6 +275,9 @@ class _Planner:
             target = head.center
             stop = max(2.0, 0.08 * max(head.w, head.h))
             reach = head.inset(-stop)
+            # The other speakers' heads: a bubble nearer one of them (across) is on the wrong side.
+            rivals = [r.center[0] for k, r in self.heads.items()
+                      if k != speaker.casefold() and abs(r.center[0] - target[0]) > 1.0]
         best = None
         y_min = self.y_min()
         earlier = [(b.y + 0.6 * b.h, b.center[0]) for b in self.speech] if self.ordered else []
@@ -238,7 +297,8 @@ class _Planner:
                     break  # lower rows only cost more
                 for ix in range(_X_STEPS + 1):
                     x = inner.x + (inner.w - ew) * ix / _X_STEPS
-                    if _hits(x, y, x + ew, y + eh, self._blocked):
+                    if _hits(x, y, x + ew, y + eh, self._blocked) or (
+                            self.uncrossed and _hits(x, y, x + ew, y + eh, self._tail_blocked)):
                         continue
                     cx = x + ew / 2
                     if any(y < level and cx < ecx for level, ecx in earlier):
@@ -251,29 +311,34 @@ class _Planner:
                             entry = math.hypot(target[0] - ex, target[1] - ey) - max(head.w, head.h) / 2
                         length = max(1.0, entry, min(self.tail_room * 0.6, entry + stop - 1.0))
                         cost = 1.2 * length / inner.h
+                        wrong = any(abs(cx - rx) < abs(cx - target[0]) for rx in rivals)
                         if y + eh > head.y:
                             cost += 0.35  # not above the head
                         if y > head.bottom:
                             cost += 0.5  # below it
+                        cost += self.side * wrong
                         aim = target
                     else:
                         aim = (sx, min(y + eh + self.tail_room * 1.6, inner.bottom))
                         length = min(self.tail_room * 1.4, max(self.tail_room * 0.8, eh * 0.5))
                         cost = abs(cx - sx) / inner.w
+                        wrong = False
                     cost += shape
                     if best is not None and cost + climb >= best[0]:
                         continue
                     tail = tail_triangle(cand, aim, length)
                     if not self._tail_clear(tail, head):
                         continue
-                    best = (cost + climb, cand, block, tail, aim, cost)
+                    # The plan's cost counts a wrong side fully, whatever the search's weight.
+                    best = (cost + climb, cand, block, tail, aim,
+                            cost + (WRONG_SIDE_COST - self.side) * wrong)
         if best is None:
             return None
         _, box, block, tail, target, cost = best
         self.cost += cost
         text_box = Rect(box.center[0] - block.width / 2, box.center[1] - block.height / 2,
                         block.width, block.height)
-        self._take(box, speech=True)
+        self._take(box, speech=True, tail=tail)
         return Balloon("speech", text, box, centered_lines(block, text_box, bold_chain),
                        block.size, bold=True, speaker=speaker, tail=tail, target=target)
 
@@ -366,13 +431,16 @@ def plan_lettering(area: Rect, caption: str | None, dialogue: Sequence["Dialogue
     blocks: dict = {}
     while True:
         last = size <= min_size
-        # Greedy placement in script order, three ways: bubbles close to their speakers, bubbles
+        # Greedy placement in script order, four ways: bubbles close to their speakers, bubbles
         # climbing to the top (room below for later lines), and narrow ones that climb (room
         # beside them). A plan with a bubble below its speaker's head may lose to a plan a size
         # smaller that fits every bubble above.
-        for high, narrow in ((0.25, 0.0), (1.5, 0.0), (1.5, 1.0)):
+        # In a crowded panel a bubble on its neighbour's side may leave the room the next line
+        # needs: the fourth way lets bubbles take either side (its tails still never cross).
+        for high, narrow, side in ((0.25, 0.0, WRONG_SIDE_COST), (1.5, 0.0, WRONG_SIDE_COST),
+                                   (1.5, 1.0, WRONG_SIDE_COST), (0.25, 0.0, 0.0)):
             plan = _Planner(inner, size, o, chain, named, all_faces, keep_clear, high, narrow,
-                            blocks)
+                            blocks, side)
             balloons = _plan(plan, caption, dialogue, by_name, bold_chain, inner, last)
             if balloons is not None:
                 cost = plan.cost + SIZE_STEP_COST * step
@@ -402,12 +470,20 @@ def _plan(plan: _Planner, caption: str | None, dialogue: Sequence["Dialogue"],
             placed = plan.place_box(f"{line.speaker}: {line.text}", inner.h * 0.4,
                                     speaker=line.speaker, y_from=plan.y_min())
             plan.cost += 2.0
+            anchor = by_name.get(line.speaker.casefold())
             if placed is None:  # out of reading order rather than over other text (rule 1 first)
                 plan.ordered = False
-                placed = plan.place_speech(line.text, line.speaker, by_name.get(line.speaker.casefold()),
-                                           bold_chain)
+                placed = plan.place_speech(line.text, line.speaker, anchor, bold_chain)
                 plan.ordered = True
                 plan.cost += 4.0
+            if placed is None:  # a tail across another rather than text over text
+                plan.uncrossed = False
+                for ordered in (True, False):
+                    plan.ordered = ordered
+                    placed = placed or plan.place_speech(line.text, line.speaker, anchor,
+                                                         bold_chain)
+                plan.ordered = plan.uncrossed = True
+                plan.cost += 6.0
             if placed is None:
                 placed = plan.force_speech(line.text, line.speaker, bold_chain)
                 plan.cost += 10.0

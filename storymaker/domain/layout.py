@@ -4,11 +4,17 @@ Pure geometry (no images, no PIL): every length is in output pixels; ``LayoutOpt
 typographic points (margins, gutters, title size) to pixels and gives printed pages their size.
 ``compute_layout(aspects, options)`` returns one :class:`PageLayout` per output image/PDF page;
 ``place_image`` says how an image of a given aspect fills its slot (``cover`` crops, ``fit``
-letterboxes; neither distorts).
+letterboxes; neither distorts; a ``keep`` box, the panel's heads, is never cropped).
+
+Printed pages take the panels' aspects: rows are as tall as their panels make them at the full
+width, a page holds the rows that fit, and a slot differs from its image's aspect by at most
+``MAX_CROP`` of the picture's area (so ``cover`` crops at most that). What is left over becomes
+narrower centred rows (a page too full) or a block centred on the page (a page not full).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -20,10 +26,15 @@ ORIENTATIONS = ("portrait", "landscape")
 # Paper sizes in inches (width, height), portrait.
 PAGE_SIZES_IN = {"A4": (210 / 25.4, 297 / 25.4), "Letter": (8.5, 11.0)}
 
-# Rows on a printed page may be squeezed (slots a little wider than the images: ``cover`` crops)
-# or stretched (slots a little taller) by at most these factors before space is left instead.
-MAX_SQUEEZE = 0.85
-MAX_STRETCH = 1.2
+# The largest fraction of a picture's area a printed page may crop (``fit="cover"``): rows may be
+# squeezed (slots a little wider than their images) or stretched (a little taller) by this much
+# before space is left instead (narrower rows, or a margin above and below the block).
+MAX_CROP = 0.05
+MAX_SQUEEZE = 1.0 - MAX_CROP
+MAX_STRETCH = 1.0 / (1.0 - MAX_CROP)
+# Printed pages try every split of a page's panels into rows when a page holds at most this many
+# panels (balanced splits only beyond: the number of splits doubles with each panel).
+ALL_SPLITS_UP_TO = 10
 
 
 @dataclass(frozen=True)
@@ -181,34 +192,61 @@ def balanced_counts(n: int, groups: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(groups)] if n else []
 
 
+def union_box(boxes) -> tuple[float, float, float, float] | None:
+    """The smallest ``(x0, y0, x1, y1)`` box holding all ``boxes`` (None when there are none)."""
+    boxes = list(boxes)
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes),
+            max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _window(frac: float, focus: float, lo: float | None, hi: float | None) -> float | None:
+    """Start of a window of length ``frac`` in 0..1 centred on ``focus``, moved to hold
+    ``lo..hi`` when given; None when ``lo..hi`` is longer than the window."""
+    start = focus - frac / 2
+    if lo is not None and hi is not None:
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+        if hi - lo > frac + 1e-9:
+            return None
+        start = min(max(start, hi - frac), lo)
+    return min(max(start, 0.0), 1.0 - frac)
+
+
 def place_image(aspect: float, slot: Rect, fit: str = "cover",
-                focus: tuple[float, float] = (0.5, 0.4)) -> Placement:
+                focus: tuple[float, float] = (0.5, 0.4),
+                keep: tuple[float, float, float, float] | None = None) -> Placement:
     """Fit an image of aspect ``aspect`` (w/h) into ``slot`` without distortion.
 
     ``cover`` fills the slot and crops the overflow around ``focus`` (a point of the image kept in
     view: slightly above centre by default, where faces usually are); ``fit`` shows the whole image
-    centred in the slot.
+    centred in the slot. ``keep`` (``x0, y0, x1, y1`` in 0..1 image coordinates: the panel's heads)
+    stays whole in view: the crop moves to hold it, and when the slot cannot show all of it
+    cropped, the image is letterboxed (``fit``) instead of cutting a face.
     """
     _choice("fit", fit, FITS)
     if aspect <= 0 or slot.w <= 0 or slot.h <= 0:
         raise InvalidInputError("An image and its slot must have a positive size.")
     slot_aspect = slot.w / slot.h
-    if fit == "fit":
-        if aspect >= slot_aspect:
-            w, h = slot.w, slot.w / aspect
-        else:
-            w, h = slot.h * aspect, slot.h
-        return Placement((0.0, 0.0, 1.0, 1.0),
-                         Rect(slot.x + (slot.w - w) / 2, slot.y + (slot.h - h) / 2, w, h))
-    if aspect >= slot_aspect:  # image wider: crop left/right
-        frac = slot_aspect / aspect
-        left = min(max(focus[0] - frac / 2, 0.0), 1.0 - frac)
-        crop = (left, 0.0, left + frac, 1.0)
-    else:  # image taller: crop top/bottom
-        frac = aspect / slot_aspect
-        top = min(max(focus[1] - frac / 2, 0.0), 1.0 - frac)
-        crop = (0.0, top, 1.0, top + frac)
-    return Placement(crop, slot)
+    if fit == "cover":
+        lo_x, lo_y, hi_x, hi_y = keep if keep is not None else (None, None, None, None)
+        if aspect >= slot_aspect:  # image wider: crop left/right
+            frac = slot_aspect / aspect
+            left = _window(frac, focus[0], lo_x, hi_x)
+            if left is not None:
+                return Placement((left, 0.0, left + frac, 1.0), slot)
+        else:  # image taller: crop top/bottom
+            frac = aspect / slot_aspect
+            top = _window(frac, focus[1], lo_y, hi_y)
+            if top is not None:
+                return Placement((0.0, top, 1.0, top + frac), slot)
+    # "fit", or a ``keep`` box that cropping would cut: the whole image, centred.
+    if aspect >= slot_aspect:
+        w, h = slot.w, slot.w / aspect
+    else:
+        w, h = slot.h * aspect, slot.h
+    return Placement((0.0, 0.0, 1.0, 1.0),
+                     Rect(slot.x + (slot.w - w) / 2, slot.y + (slot.h - h) / 2, w, h))
 
 
 def compute_layout(panel_aspects: list[float] | tuple[float, ...],
@@ -300,35 +338,52 @@ def _grid(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
     return [PageLayout(1, width, math.ceil(y - g + m), tuple(slots), title)]
 
 
-def _page_rows(k: int, columns: int, max_rows: int) -> list[list[int]]:
-    """Candidate row splits of ``k`` panels: for each row count, balanced sizes (larger rows
-    first, and larger rows last)."""
-    options = []
+@functools.lru_cache(maxsize=256)
+def _page_rows(k: int, columns: int, max_rows: int) -> tuple[tuple[int, ...], ...]:
+    """Candidate row splits of ``k`` panels (at most ``columns`` a row, ``max_rows`` rows): every
+    split for a few panels, so that a wide panel may take a row of its own; beyond
+    ``ALL_SPLITS_UP_TO``, balanced sizes (larger rows first, and larger rows last)."""
+    if k <= ALL_SPLITS_UP_TO:
+        out: list[tuple[int, ...]] = []
+
+        def split(left: int, done: tuple[int, ...]) -> None:
+            if left == 0:
+                out.append(done)
+                return
+            if len(done) == max_rows:
+                return
+            for c in range(min(columns, left), 0, -1):  # fuller rows first on equal costs
+                split(left - c, done + (c,))
+
+        split(k, ())
+        return tuple(out)
+    options: list[tuple[int, ...]] = []
     for r in range(math.ceil(k / columns), min(k, max_rows) + 1):
-        counts = balanced_counts(k, r)
+        counts = tuple(balanced_counts(k, r))
         options.append(counts)
         if counts[::-1] != counts:
             options.append(counts[::-1])
-    return options
+    return tuple(options)
 
 
 def _page_cost(natural: float, avail: float, last: bool, squeeze: float, stretch: float) -> float:
-    """How far a page is from looking deliberate: squeezed (cropped), stretched, or left empty."""
+    """How far a page is from looking deliberate: cropped (rows squeezed or stretched within the
+    limits), shrunk (too full: narrower rows, white bands at the sides) or left part empty."""
     s = avail / natural
-    if s < squeeze:  # must shrink as a whole: white bands at the sides
-        return (1 - squeeze) * 2 + (squeeze / s - 1) * 6
-    if s < 1:
-        return (1 - s) * 2
+    if s < squeeze:
+        return (1 / s - 1) * 6
     if s <= stretch:
-        return (s - 1) * 1.5
-    empty = 1 - stretch / s
-    return (stretch - 1) * 1.5 + empty * (1.5 if last else 4)
+        return abs(math.log(s)) * 3
+    return (1 - 1 / s) * (1.5 if last else 4)
 
 
 def _pages(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
     """Printed pages. Panels keep their order; a dynamic programme chooses how many panels go on
-    each page and how each page splits into rows (balanced counts), minimising cropping,
-    stretching, empty space and lone panels, plus a small cost per page."""
+    each page and how each page splits into rows, minimising cropping, shrinking, empty space and
+    lone panels, plus a small cost per page. Every slot keeps its image's aspect but for a row
+    squeezed or stretched within ``MAX_CROP``; a page too full gets narrower rows (centred, their
+    edges aligned), a page not full a margin above and below its block (the last of several pages
+    keeps its rows at the top, where reading continues)."""
     width, height = o.page_pixels
     m, g = o.px(o.margin), o.px(o.gutter)
     cw = width - 2 * m
@@ -338,7 +393,7 @@ def _pages(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
     n = len(aspects)
     max_rows = o.rows_per_page or 6
     # "fit" letterboxes any slot whose aspect differs from its image's, so rows are never squeezed
-    # or stretched there: the block keeps its natural size (and is centred on the page).
+    # or stretched there.
     squeeze, stretch = (MAX_SQUEEZE, MAX_STRETCH) if o.fit == "cover" else (1.0, 1.0)
     max_k = o.columns * max_rows
 
@@ -346,39 +401,41 @@ def _pages(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
     # width); it is capped at the height of a full row of typical panels and centred instead.
     typical = sorted(aspects)[n // 2]
     cols = min(o.columns, n)
-    cap = 1.1 * (cw - g * (cols - 1)) / (cols * typical)
 
-    def row_height(ids: range) -> float:
-        return min(cap, (cw - g * (len(ids) - 1)) / sum(aspects[i] for i in ids))
-
-    def row_width(ids: range, h: float) -> float:
-        return min(cw, h * sum(aspects[i] for i in ids) + g * (len(ids) - 1))
+    def row_height(ids: range, w: float = cw) -> float:
+        cap = 1.1 * (w - g * (cols - 1)) / (cols * typical)
+        return min(cap, (w - g * (len(ids) - 1)) / sum(aspects[i] for i in ids))
 
     def avail(first: bool) -> float:
         return height - 2 * m - (title_h + g if first and title_h else 0.0)
 
-    def best_page(i: int, j: int) -> tuple[float, list[int]]:
-        best: tuple[float, list[int]] = (math.inf, [])
+    def best_page(i: int, j: int) -> tuple[float, tuple[int, ...]]:
+        best: tuple[float, tuple[int, ...]] = (math.inf, ())
         for counts in _page_rows(j - i, o.columns, max_rows):
             start, total = i, 0.0
-            lone = 0
+            lone, short = 0, 0.0
             for c in counts:
-                total += row_height(range(start, start + c))
+                ids = range(start, start + c)
+                h = row_height(ids)
+                total += h
+                # A row narrower than the page (capped) breaks the block's aligned edges.
+                short += 1 - (h * sum(aspects[k] for k in ids) + g * (c - 1)) / cw
                 if c == 1 and o.columns > 1 and aspects[start] < 1.3:
                     lone += 1  # a narrow panel alone in a row can look like a leftover
                 start += c
             space = avail(i == 0) - g * (len(counts) - 1)
             if space <= 0:
                 continue
-            fill = (j - i) / (len(counts) * min(o.columns, n))  # half-empty rows look unplanned
+            fill = (j - i) / (len(counts) * cols)  # half-empty rows look unplanned
+            # (and a page of one panel in a comic of several, a leftover page)
             cost = (_page_cost(total, space, j == n, squeeze, stretch) + 0.3 * lone
-                    + 0.4 * (1 - fill))
+                    + 0.4 * (1 - fill) + 0.6 * short + (0.5 if j - i == 1 < n else 0.0))
             if cost < best[0]:
                 best = (cost, counts)
         return best
 
     PAGE_COST = 0.35
-    best: list[tuple[float, int, list[int]]] = [(0.0, 0, [])] + [(math.inf, 0, [])] * n
+    best: list[tuple[float, int, tuple[int, ...]]] = [(0.0, 0, ())] + [(math.inf, 0, ())] * n
     for j in range(1, n + 1):
         for i in range(max(0, j - max_k), j):
             if best[i][0] == math.inf:
@@ -387,7 +444,7 @@ def _pages(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
             total = best[i][0] + cost + PAGE_COST
             if total < best[j][0]:
                 best[j] = (total, i, counts)
-    plan: list[tuple[int, list[int]]] = []
+    plan: list[tuple[int, tuple[int, ...]]] = []
     j = n
     while j > 0:
         _, i, counts = best[j]
@@ -403,17 +460,25 @@ def _pages(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
         for c in counts:
             rows.append(range(start, start + c))
             start += c
-        natural = [row_height(r) for r in rows]
         space = avail(pi == 0) - g * (len(rows) - 1)
-        scale = min(space / sum(natural), stretch)
-        h_scale = max(scale, squeeze) if scale < 1 else scale
-        shrink = min(1.0, space / (sum(natural) * h_scale))  # aspects kept, block centred
-        slots, y = [], top
-        if o.fit == "fit":
-            y += (space - sum(natural) * h_scale * shrink) / 2
-        for ids, nat in zip(rows, natural):
-            h = nat * h_scale * shrink
-            row_w = row_width(ids, nat) * shrink
+        block_w, h_scale = cw, 1.0
+        natural = sum(row_height(r) for r in rows)
+        if squeeze <= space / natural <= stretch:
+            h_scale = space / natural  # fills the page: slots crop at most MAX_CROP
+        elif space < natural:  # too full: the content width whose rows fill the height exactly
+            lo, hi = 0.0, cw
+            for _ in range(60):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if sum(row_height(r, mid) for r in rows) < space else (lo, mid)
+            block_w = lo
+        heights = [row_height(r, block_w) * h_scale for r in rows]
+        y = top
+        if pi < len(plan) - 1 or len(plan) == 1:
+            y += max(0.0, space - sum(heights)) / 2  # a page not full: its block centred
+        slots = []
+        for ids, h in zip(rows, heights):
+            nat = h / h_scale
+            row_w = nat * sum(aspects[k] for k in ids) + g * (len(ids) - 1)
             x0 = m + (cw - row_w) / 2
             rects = _justified_row([aspects[k] for k in ids], x0, y, row_w, g, height=h)
             slots.extend(PanelSlot(k, rect) for k, rect in zip(ids, rects))

@@ -35,7 +35,15 @@ from ..domain.heads import (
     keep_clear_from_record,
     panel_heads,
 )
-from ..domain.layout import LayoutOptions, PageLayout, Placement, Rect, compute_layout, place_image
+from ..domain.layout import (
+    LayoutOptions,
+    PageLayout,
+    Placement,
+    Rect,
+    compute_layout,
+    place_image,
+    union_box,
+)
 from ..domain.lettering import (
     Balloon,
     FontChain,
@@ -172,6 +180,18 @@ def _page_box(box: Box, placement: Placement) -> Rect | None:
     return Rect(x0, y0, x1 - x0, y1 - y0) if x1 - x0 > 1 and y1 - y0 > 1 else None
 
 
+def _place(panel: ComicPanel, slot: Rect, fit: str) -> Placement:
+    """How the panel's image fills ``slot``: a crop never cuts a head, and keeps the panel's
+    keep-clear boxes (the draft's slug line) too when it can."""
+    aspect = panel.image.size[0] / panel.image.size[1]
+    heads = [h.box for h in panel.heads] or [a.box for a in panel.anchors if a.box is not None]
+    if panel.keep_clear and fit == "cover":
+        placement = place_image(aspect, slot, fit, keep=union_box([*heads, *panel.keep_clear]))
+        if placement.dest == slot:  # cropped, all of it kept
+            return placement
+    return place_image(aspect, slot, fit, keep=union_box(heads))
+
+
 def _heads(panel: ComicPanel, placement: Placement):
     """(speaker name -> head box or point, every head box, keep-clear boxes) in page pixels."""
     d = placement.dest
@@ -222,8 +242,7 @@ def render_comic(panels: Sequence[ComicPanel], options: LayoutOptions | None = N
         placements, balloons = [], []
         for slot in layout.slots:
             panel = panels[slot.panel]
-            aspect = panel.image.size[0] / panel.image.size[1]
-            placement = place_image(aspect, slot.rect, options.fit)
+            placement = _place(panel, slot.rect, options.fit)
             left, top, right, bottom = placement.dest.rounded()
             if draw:
                 page.paste(_crop_resize(panel.image, placement), (left, top))
