@@ -92,8 +92,9 @@ class Settings:
 
     # GPU memory and the Fast preset (docs/gpu.md).
     # memory_mode: "resident" (everything on the GPU), "balanced" (UNet, adapter, ControlNet and VAE
-    # resident; text and image encoders on the GPU only while they run), "offload" (diffusers' model
-    # CPU offload), "auto" (offload when CPU_OFFLOAD=1, resident on the CPU and on ZeroGPU, else balanced).
+    # resident; text and image encoders on the GPU only while they run), "offload" (every part only
+    # while it runs, the UNet and ControlNet block by block), "auto" (offload when CPU_OFFLOAD=1,
+    # resident on the CPU and on ZeroGPU, else balanced).
     memory_mode: str = "auto"
     quality: str = "standard"  # "standard" or "fast" (the default preset of the CLI and the app)
     fast_lora: str = "ByteDance/SDXL-Lightning"  # hub id or local folder/file of the 4-step LoRA

@@ -183,23 +183,21 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         fuse_lora: bool = False,
         lora_scale: float = DEFAULT_LORA_SCALE,
     ) -> "StoryMakerPipeline":
-        """Place the pipeline (or enable model CPU offload), set diffusers' memory options and fuse
-        StoryMaker's LoRA at ``lora_scale`` (once, here: calls never re-fuse; no copy of the unfused
-        weights is kept, so unfusing it means reloading)."""
+        """Place the pipeline (the one placement policy, storymaker/models/placement.py), set diffusers'
+        memory options and fuse StoryMaker's LoRA at ``lora_scale`` (once, here: calls never re-fuse;
+        no copy of the unfused weights is kept, so unfusing it means reloading).
+
+        ``memory_mode`` ("auto", "resident", "balanced", "offload"); None: "offload" when
+        ``cpu_offload`` is set, else "resident"."""
+        from types import SimpleNamespace
+
+        from .placement import apply_placement, resolve_memory_mode
+
         device = torch.device(device)
-        # memory_mode ("auto", "resident", "balanced", "offload"): placed by the one placement policy
-        # (storymaker/models/placement.py); None keeps the older rule (cpu_offload, or all on device).
-        if memory_mode is not None:
-            from types import SimpleNamespace
-
-            from .placement import apply_placement, resolve_memory_mode
-
-            mode = resolve_memory_mode(SimpleNamespace(memory_mode=memory_mode, cpu_offload=cpu_offload), device)
-            apply_placement(self, device, mode)
-        elif cpu_offload and device.type != "cpu":
-            self.enable_model_cpu_offload(device=device)
-        else:
-            self.to(device)
+        if memory_mode is None:
+            memory_mode = "offload" if cpu_offload else "resident"
+        mode = resolve_memory_mode(SimpleNamespace(memory_mode=memory_mode, cpu_offload=cpu_offload), device)
+        apply_placement(self, device, mode)
         if vae_slicing:
             self.vae.enable_slicing()
         if vae_tiling:

@@ -5,7 +5,7 @@ segmentation, CLIP encoding of characters and outfits, pose extraction) goes thr
 :class:`GpuWorker`:
 
 - one lock (:data:`DEVICE_LOCK`, also the lock of every loaded pipeline), so that no model call runs
-  while accelerate moves modules for a render, and two renders never share the device;
+  while the placement policy moves modules for a render, and two renders never share the device;
 - one wrapping for the app's GPU events (:meth:`GpuWorker.gpu`): ``spaces.GPU`` with a duration
   computed from the work the call does (:func:`story_work`, :func:`gpu_duration`; at most
   ``settings.gpu_duration_max``); the app puts these events in one queue (``concurrency_id="gpu"``);
