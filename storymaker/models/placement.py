@@ -162,6 +162,7 @@ class Placement:
             previous.remove(pipe)
         components = {name: getattr(pipe, name, None) for name in RESIDENT_COMPONENTS + ON_DEMAND_COMPONENTS}
         components = {name: module for name, module in components.items() if isinstance(module, torch.nn.Module)}
+        self._place_vae_dtype(pipe)  # first: the host copies kept below are then of the final dtype
         if self.mode == "offload":
             for name, module in components.items():
                 self._offload(name, module)
@@ -174,7 +175,6 @@ class Placement:
                     self._install_hooks(name, module)
                 else:
                     self.move(name, module, ACCELERATOR)
-        self._place_vae_dtype(pipe)
         pipe._storymaker_placement = self
         logger.info("memory mode %s on %s: %s (VAE %s)", self.mode, self.device, self.location,
                     getattr(getattr(pipe, "vae", None), "dtype", None))
