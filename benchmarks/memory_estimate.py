@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gpu_check  # noqa: E402
 
-from storymaker.models.placement import Placement  # noqa: E402
+from storymaker.models.placement import ON_DEMAND_COMPONENTS, RESIDENT_COMPONENTS, Placement  # noqa: E402
 
 GiB = 2**30
 ACCELERATOR = torch.device("meta")
@@ -128,16 +128,15 @@ def components(tiny: bool, dtype: torch.dtype) -> dict[str, Any]:
     """Every component with its real architecture; the ones that stay on the accelerator are built
     on the meta device (no memory), the on-demand ones (the encoders) in uninitialised CPU memory,
     where the balanced mode keeps them between their forward passes."""
-    if tiny:
+    if tiny:  # built on the CPU: the resident ones go to the meta device
         built = gpu_check.tiny_components_for(torch.device("cpu"), dtype)
-    else:
+        for name in RESIDENT_COMPONENTS:
+            built[name] = built[name].to(ACCELERATOR)
+    else:  # built on the meta device: the on-demand ones get CPU memory
         with _keep_on_meta():
             built = gpu_check.sdxl_components(ACCELERATOR, dtype)
-    for name in ("text_encoder", "text_encoder_2", "image_encoder"):
-        built[name] = built[name].to_empty(device="cpu") if not tiny else built[name]
-    if tiny:
-        for name in ("unet", "controlnet", "vae", "adapter"):
-            built[name] = built[name].to(ACCELERATOR)
+        for name in ON_DEMAND_COMPONENTS:
+            built[name] = built[name].to_empty(device="cpu")
     return built
 
 
