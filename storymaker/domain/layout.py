@@ -10,6 +10,9 @@ Printed pages take the panels' aspects: rows are as tall as their panels make th
 width, a page holds the rows that fit, and a slot differs from its image's aspect by at most
 ``MAX_CROP`` of the picture's area (so ``cover`` crops at most that). What is left over becomes
 narrower centred rows (a page too full) or a block centred on the page (a page not full).
+Grids keep equal cells of the shape most of their pictures share; a picture fills its cell when
+that crops at most ``MAX_CROP`` of it, else it is shown whole, centred in its cell. Strips and
+scrolls give every slot its picture's shape.
 """
 
 from __future__ import annotations
@@ -315,15 +318,53 @@ def _scroll(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
     return [PageLayout(1, width, math.ceil(y - g + m), tuple(slots), title)]
 
 
+def _shape_bounds(fit: str) -> tuple[float, float]:
+    """How far a slot's aspect may differ from its picture's (``slot = picture * factor``):
+    within ``MAX_CROP`` of the area for ``cover``; exactly for ``fit`` (which would letterbox)."""
+    return (MAX_SQUEEZE, MAX_STRETCH) if fit == "cover" else (1.0, 1.0)
+
+
+def slot_in_cell(aspect: float, cell: Rect, squeeze: float, stretch: float) -> Rect:
+    """Where a picture of ``aspect`` goes in a grid ``cell``: the whole cell when the picture
+    covers it cropping little (the cell's aspect between ``aspect * squeeze`` and
+    ``aspect * stretch``), else a box of the picture's own shape, as large as fits, centred (blank
+    beside it or above and below): a picture is cropped a little to fill its cell, or not at all."""
+    if aspect * squeeze <= cell.aspect <= aspect * stretch:
+        return cell
+    w, h = (cell.w, cell.w / aspect) if aspect >= cell.aspect else (cell.h * aspect, cell.h)
+    return Rect(cell.x + (cell.w - w) / 2, cell.y + (cell.h - h) / 2, w, h)
+
+
+def _grid_cell_height(aspects: list[float], cw: float, squeeze: float, stretch: float) -> float:
+    """The height of a grid's cells: the one that leaves the least blank in the cells plus picture
+    cropped (a blank pixel and a lost one count the same), the least cropped among equals. The
+    best is a height at which some picture fills its cell exactly or at the crop limit, so only
+    those are tried."""
+    def score(h: float) -> tuple[float, float]:
+        cell = Rect(0.0, 0.0, cw, h)
+        covered = crop = 0.0
+        for a in aspects:
+            box = slot_in_cell(a, cell, squeeze, stretch)
+            covered += box.w * box.h / (cw * h)
+            crop += 1.0 - min(box.aspect / a, a / box.aspect)
+        return (round(covered - crop, 9), -crop)
+
+    return max((cw / (a * f) for a in aspects for f in (1.0, squeeze, stretch)), key=score)
+
+
 def _grid(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
+    """Equal cells in ``columns`` columns, rows of balanced sizes (short ones centred). The cell's
+    shape suits most pictures (``_grid_cell_height``); a picture fills its cell when that crops at
+    most ``MAX_CROP`` of its area (none with ``fit``), else it is shown whole, centred in the cell
+    (the limit of printed pages, ``_shape_bounds``)."""
     m, g = o.px(o.margin), o.px(o.gutter)
     width = int(o.width or 1600)
     cols = min(o.columns, len(aspects))
     cw = (width - 2 * m - g * (cols - 1)) / cols
     if cw <= 0:
         raise InvalidInputError(f"width={width} is too narrow for {cols} columns: make it wider.")
-    cell_aspect = sorted(aspects)[len(aspects) // 2]  # the median: most panels fit it exactly
-    ch = cw / cell_aspect
+    squeeze, stretch = _shape_bounds(o.fit)
+    ch = _grid_cell_height(aspects, cw, squeeze, stretch)
     title = _title_box(o, width, m)
     y = m + (title.h + g if title else 0.0)
     slots, start = [], 0
@@ -331,7 +372,8 @@ def _grid(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
         row_w = count * cw + (count - 1) * g
         x = (width - row_w) / 2  # short rows are centred, so the grid stays symmetric
         for i in range(start, start + count):
-            slots.append(PanelSlot(i, Rect(x, y, cw, ch)))
+            cell = Rect(x, y, cw, ch)
+            slots.append(PanelSlot(i, slot_in_cell(aspects[i], cell, squeeze, stretch)))
             x += cw + g
         start += count
         y += ch + g
@@ -394,7 +436,7 @@ def _pages(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
     max_rows = o.rows_per_page or 6
     # "fit" letterboxes any slot whose aspect differs from its image's, so rows are never squeezed
     # or stretched there.
-    squeeze, stretch = (MAX_SQUEEZE, MAX_STRETCH) if o.fit == "cover" else (1.0, 1.0)
+    squeeze, stretch = _shape_bounds(o.fit)
     max_k = o.columns * max_rows
 
     # A row of fewer panels than the others would be taller than them (it is justified to the full
