@@ -264,6 +264,56 @@ def test_a_story_typed_key_by_key_validates(app_url, browser, tmp_path):
     context.close()
 
 
+def test_two_tabs_of_one_browser_keep_their_own_projects_and_each_others_text(app_url, browser, tmp_path):
+    """Two tabs share the browser's workspace. Opening a project in one used to move the other
+    tab's edits into it (its script overwritten); the same script edited in both kept only the
+    last save. Now each tab keeps its project, and a save over another tab's text keeps it."""
+    context = _context(browser)
+    first = _open(context, app_url)
+    _wait_text(first, "#project-summary", "characters:")
+    second = _open(context, app_url)  # the same browser: the same workspace and project
+    _wait_text(second, "#project-summary", "characters:")
+    second.locator("#new-project-title textarea, #new-project-title input").first.fill("Second story")
+    second.get_by_role("button", name="New project", exact=True).click()
+    _wait_text(second, "#project-summary", "Second story")
+    for page in (first, second):  # no notice from a handler that ran before the page had its project
+        assert page.get_by_text("reload the page").count() == 0
+
+    _tab(first, "Story")
+    first.locator("#script-editor .cm-content").click()
+    first.keyboard.insert_text("title: First story\n\na lighthouse at night\n")
+    _wait_text(first, "#script-issues", "valid: 1 panel")
+    _tab(second, "Story")
+    assert "lighthouse" not in second.locator("#script-editor .cm-content").inner_text()
+    _tab(second, "Project")  # the second project got none of it
+    _wait_text(second, "#project-summary", "panels in the script: 0")
+    assert "Second story" in second.locator("#project-summary").inner_text()
+
+    # The second tab opens the first story, the first tab types on, then the second types: the
+    # second is told, and the first tab's text is kept among the earlier texts.
+    second.locator("#project-list input").click()
+    second.get_by_role("option", name=re.compile("^First story")).click()
+    second.get_by_role("button", name="Open", exact=True).click()
+    _wait_text(second, "#project-summary", "First story")
+    _tab(second, "Story")
+    _wait_text(second, "#script-issues", "valid: 1 panel")
+    first.locator("#script-editor .cm-content").click()
+    first.keyboard.press("Control+End")
+    first.keyboard.insert_text("a boat in the waves\n")
+    _wait_text(first, "#script-issues", "valid: 2 panels")
+    second.locator("#script-editor .cm-content").click()
+    second.keyboard.press("Control+End")
+    second.keyboard.insert_text("\na gull over the sea\n")
+    _wait_text(second, "#script-issues", "changed in another tab or window")
+    second.locator("#script-history").get_by_text("Earlier texts of this script").click()
+    second.locator("#script-history-list input").click()
+    second.get_by_role("option", name=re.compile("First story")).first.click()
+    _wait_text(second, "#script-history-text", "a boat in the waves")
+    _shot(second, _shots(tmp_path), "10-two-tabs")
+    _no_error_badge(second)
+    context.close()
+
+
 def test_phone_runs_the_example_comic_with_the_actions_on_the_first_screen(app_url, browser, tmp_path):
     shots = _shots(tmp_path)
     context = _context(browser, 390, 844)

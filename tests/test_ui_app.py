@@ -81,9 +81,10 @@ def test_two_api_sessions_do_not_see_each_other(studio, tmp_path):
     assert sid_a != sid_b and len(sid_a) == 32
     alice.predict(sid_a, handle_file(str(photo)), "Alice", "a woman in a flight suit", None, None,
                   api_name="/save_character")
-    again, summary_a = alice.predict(sid_a, api_name="/start_session")[:2]
-    summary_b = bob.predict(sid_b, api_name="/start_session")[1]
+    again, view_a, summary_a = alice.predict(sid_a, api_name="/start_session")[:3]
+    summary_b = bob.predict(sid_b, api_name="/start_session")[2]
     assert again == sid_a  # the same id comes back: the same workspace, as after a reload
+    assert view_a == f"{sid_a}/project"  # and the page shows the project opened last
     assert "Alice" in summary_a
     assert "none yet" in summary_b and "Alice" not in summary_b
     sessions = list(studio.context.sessions.root.iterdir())

@@ -79,9 +79,10 @@ def test_check_save_and_outfit_give_the_cli_message_and_change_nothing(ctx, text
 def test_every_session_handler_shows_failures_readably(studio):
     """A failure in any handler that works on the user's project is one message, outputs unchanged
     (user_errors), never Gradio's bare red "Error" badge."""
-    session = next(b for b in studio.blocks.blocks.values() if type(b).__name__ == "BrowserState")
+    browser = next(b for b in studio.blocks.blocks.values() if type(b).__name__ == "BrowserState")
+    view = next(b for b in studio.blocks.blocks.values() if getattr(b, "elem_id", None) == "project-view")
     handlers = [fn for fn in studio.blocks.fns.values()
-                if fn.fn is not None and any(i is session for i in fn.inputs)]
+                if fn.fn is not None and any(i is browser or i is view for i in fn.inputs)]
     assert len(handlers) > 20
     unwrapped = [fn.name for fn in handlers if not getattr(fn.fn, "shows_failures", False)]
     assert unwrapped == []

@@ -163,12 +163,12 @@ def test_pose_gallery_and_preview(ctx, sid):
 
 
 def test_example_project_in_one_call(ctx, sid):
-    message = project_tab.make_example(ctx, sid)
-    assert "ready" in message
-    story = ctx.story(sid, strict=True)
-    assert len(render_tab.panel_gallery(ctx, sid)) == len(story.panels) >= 3
+    message, view = project_tab.make_example(ctx, sid)
+    assert "ready" in message and view.startswith(f"{sid}/project-")  # the tab now shows the example
+    story = ctx.story(view, strict=True)
+    assert len(render_tab.panel_gallery(ctx, view)) == len(story.panels) >= 3
     pages, _ = comic_tab.preview_pages(
-        ctx, sid, comic_tab.layout_options(ctx, sid, "Printed pages", 2, "A4", "portrait", "cover", 10, 2, ""))
+        ctx, view, comic_tab.layout_options(ctx, view, "Printed pages", 2, "A4", "portrait", "cover", 10, 2, ""))
     assert pages
 
 
@@ -253,7 +253,7 @@ def test_example_works_in_draft_mode_without_face_weights(tmp_path):
     sid = ctx.sessions.new_session()
     *_, info, _ = characters_tab.analyze_photo(ctx, sid, str(PHOTO), None)
     assert "not a real face model" in info  # the stand-ins say what they are
-    message = project_tab.make_example(ctx, sid)
+    message, _ = project_tab.make_example(ctx, sid)
     assert "ready" in message and "5 of 5 panels rendered" in message  # examples/lighthouse
     assert len(render_tab.panel_gallery(ctx, sid)) == len(ctx.story(sid).panels)
 

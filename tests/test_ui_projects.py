@@ -116,7 +116,7 @@ def test_rename_duplicate_and_delete_with_a_question_first(ctx, sid):
     question = project_tab.ask_delete_project(ctx, sid, copy_name)
     assert "Moon trip (copy)" in question and "1 character" in question and "cannot be undone" in question
     assert ctx.project(sid).path.is_dir()  # asking deletes nothing
-    assert "Deleted" in project_tab.delete_project(ctx, sid, copy_name)
+    assert "Deleted" in project_tab.delete_project(ctx, sid, copy_name)[0]
     assert ctx.project(sid).title == "Moon trip"  # back to the other one
     with pytest.raises(StoryMakerError, match="does not exist any more"):
         project_tab.delete_project(ctx, sid, copy_name)

@@ -69,8 +69,9 @@ def test_switch_project_keeps_the_old_project(tmp_path):
     Project.create(first, "First")
     new = sessions.next_project_dir(sid)
     Project.create(new, "Second")
-    assert sessions.switch_project(sid, new) == new
-    assert sessions.project_dir(sid) == new
+    view = sessions.switch_project(sid, new)
+    assert view == f"{sid}/{new.name}" and sessions.project_dir(view) == new
+    assert sessions.project_dir(sid) == new  # the one opened last: what a reload shows
     assert first.is_dir()  # nothing is replaced
     assert {p.title for p in sessions.projects(sid)} == {"First", "Second"}
     sessions.switch_project(sid, first)

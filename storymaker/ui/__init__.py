@@ -166,7 +166,11 @@ def build_app(services: Any, *, settings: Settings | None = None,
 
     with gr.Blocks(title=TITLE, delete_cache=(3600, max_age), analytics_enabled=False) as blocks:
         # The browser keeps its session id (a random secret naming its folder) across reloads.
-        session = gr.BrowserState(None, storage_key=SESSION_KEY, secret=browser_secret(settings.data_dir))
+        browser = gr.BrowserState(None, storage_key=SESSION_KEY, secret=browser_secret(settings.data_dir))
+        # Each page (browser tab) keeps the project it shows, "<id>/<project>": every handler gets
+        # this view, so two tabs of one browser work on their own projects (ui/session.py). It is
+        # kept in the page, not on the server, so a restarted app still knows it.
+        session = gr.Textbox(visible=False, elem_id="project-view", label="project view")
         gr.Markdown(f"# {TITLE}")
         gr.Markdown("Consistent characters across a whole story: register them from one photo, "
                     "write the script, render the panels, lay out the comic.", elem_id="intro")
@@ -177,13 +181,13 @@ def build_app(services: Any, *, settings: Settings | None = None,
                               elem_id="banner-details"):
                 gr.Markdown(details)
         with gr.Tabs() as tabs_block:
-            with gr.Tab("Project", id="project"):
+            with gr.Tab("Project", id="project") as project_block:
                 project = project_tab.render(ctx, session)
             with gr.Tab("Characters", id="characters"):
                 characters = characters_tab.render(ctx, session)
             with gr.Tab("Poses", id="poses"):
                 poses = poses_tab.render(ctx, session)
-            with gr.Tab("Story", id="story"):
+            with gr.Tab("Story", id="story") as story_block:
                 story = story_tab.render(ctx, session)
             with gr.Tab("Render", id="render") as render_block:
                 render = render_tab.render(ctx, session)
@@ -192,7 +196,16 @@ def build_app(services: Any, *, settings: Settings | None = None,
 
         summary_fn = project["handlers"]["summary"]
 
-        # Opening a tab shows the latest state (renders finished elsewhere, a new project...).
+        # Opening a tab shows the latest state (renders finished elsewhere, a new project, a
+        # script or project list changed in another browser tab...).
+        def once_loaded(fn):
+            # The first tab is selected while the page loads, before it has its view: nothing to show.
+            return user_errors(lambda view: fn(view) if view else gr.skip())
+
+        project_block.select(once_loaded(summary_fn), [session], [project["summary"], project["list"]],
+                             show_progress="hidden", api_visibility="private")
+        story_block.select(once_loaded(story["refresh"][0]), [session], story["refresh"][1], show_progress="hidden",
+                           api_visibility="private")
         render_block.select(render["select"][0], [session], render["select"][1], show_progress="hidden",
                             api_visibility="private")
         comic_block.select(comic["preview"][0], comic["preview"][1], comic["preview"][2], show_progress="hidden",
@@ -218,21 +231,24 @@ def build_app(services: Any, *, settings: Settings | None = None,
             return values
 
         def start(sid):
-            """Page load: the browser's own workspace again after a reload, else a new one."""
+            """Page load: the browser's own workspace again after a reload (the project opened
+            last), else a new one; (id, the page's view, ...)."""
             sid = sessions.resume(sid)
-            ctx.project(sid)
-            return [sid, *summary_fn(sid), *refresh_all(sid)]
+            view = ctx.open_view(sid)
+            return [sid, view, *summary_fn(view), *refresh_all(view)]
 
-        loaded = [session, project["summary"], project["list"], *refresh_outputs]
-        blocks.load(user_errors(start), [session], loaded, api_name="start_session")
+        loaded = [browser, session, project["summary"], project["list"], *refresh_outputs]
+        blocks.load(user_errors(start), [browser], loaded, api_name="start_session")
 
         def after(handler):
-            def run(sid, *args):
-                message = handler(sid, *args)
-                return [message, *summary_fn(sid), *refresh_all(sid)]
+            def run(view, *args):
+                message = handler(view, *args)
+                if isinstance(message, tuple):  # the handler opened another project
+                    message, view = message
+                return [message, view, *summary_fn(view), *refresh_all(view)]
             return user_errors(run)
 
-        changed = [project["status"], project["summary"], project["list"], *refresh_outputs]
+        changed = [project["status"], session, project["summary"], project["list"], *refresh_outputs]
         done = {}
         for name, (listen, inputs) in project["actions"].items():
             done[name] = listen(after(project["handlers"][name]), [session, *inputs], changed,
@@ -243,9 +259,9 @@ def build_app(services: Any, *, settings: Settings | None = None,
                                   [project["download"], project["status"]], api_name="save_project")
 
         def example(sid, progress=gr.Progress()):
-            message = project_tab.make_example(ctx, sid, progress)
+            message, view = project_tab.make_example(ctx, sid, progress)
             # Show the finished comic straight away.
-            return [message, *summary_fn(sid), *refresh_all(sid), gr.Tabs(selected="comic")]
+            return [message, view, *summary_fn(view), *refresh_all(view), gr.Tabs(selected="comic")]
 
         project["example_btn"].click(gpu_event(ctx, user_errors(example), example_work(ctx)), [session],
                                      [*changed, tabs_block], api_name="example_project", **GPU_QUEUE)

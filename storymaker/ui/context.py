@@ -82,8 +82,12 @@ class CancelFlags:
                 if "root" not in self._tmp:
                     self._tmp["root"] = Path(tempfile.mkdtemp(prefix="storymaker-cancel-"))
                 root = self._tmp["root"]
-        safe = re.sub(r"[^A-Za-z0-9_-]", "_", str(sid))[:128] or "_"
-        return Path(root) / safe / ".cancel"  # in the session's folder: removed with it
+        # One flag per project a tab shows (``<id>/<project>``): a render in another tab of the same
+        # browser, on another project, neither takes nor cancels this one.
+        session, _, project = str(sid).partition("/")
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", session)[:128] or "_"
+        name = ".cancel-" + re.sub(r"[^A-Za-z0-9_-]", "_", project)[:64] if project else ".cancel"
+        return Path(root) / safe / name  # in the session's folder: removed with it
 
     def arm(self, sid: str) -> CancelEvent:
         """A new, clear flag for the render of ``sid`` that is about to be queued. An expired
@@ -166,8 +170,14 @@ class StudioContext:
     # -- per-session objects (rebuilt from the folder on every call: cheap, and never shared) --
 
     def project(self, sid: str):
-        """The session's project, created on first use."""
+        """The project of a tab's view (see :mod:`.session`); for a bare session id the one opened
+        last, created on first use."""
         return self.services.open_project(self.sessions.project_dir(sid), create=True, title="Untitled story")
+
+    def open_view(self, sid: str) -> str:
+        """The view a tab keeps: ``sid`` itself when it names a project, else the view of the
+        project opened last (created for a new workspace)."""
+        return self.sessions.view(sid, self.project(sid).path)
 
     def registry(self, sid: str):
         """The session's :class:`CharacterRegistry`."""

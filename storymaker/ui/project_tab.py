@@ -1,6 +1,9 @@
 """Project tab: your projects (open, rename, duplicate, delete), new, open/save .zip, and the
 one-click example project. Nothing replaces the project you are working on: new, imported,
-copied and example projects are made beside it, and deleting one asks first."""
+copied and example projects are made beside it, and deleting one asks first.
+
+The handlers that open a project return ``(message, view)``: the tab's view of the project it shows
+now (:mod:`.session`); opening a project in one browser tab does not change what another shows."""
 
 from __future__ import annotations
 
@@ -15,15 +18,14 @@ from .context import StudioContext
 logger = logging.getLogger(__name__)
 
 
-def new_project(ctx: StudioContext, sid: str, title: str) -> str:
+def new_project(ctx: StudioContext, sid: str, title: str) -> tuple[str, str]:
     folder = ctx.sessions.next_project_dir(sid)
     project = ctx.services.open_project(folder, create=True, title=(title or "").strip() or "Untitled story")
-    ctx.sessions.switch_project(sid, folder)
     return ok(f"New project **{project.title}**: add characters, then write the story. "
-              "Your other projects are in the list above.")
+              "Your other projects are in the list above."), ctx.sessions.switch_project(sid, folder)
 
 
-def open_project(ctx: StudioContext, sid: str, upload) -> str:
+def open_project(ctx: StudioContext, sid: str, upload) -> tuple[str, str]:
     from ..errors import ProjectError
     from ..services.storage import import_zip
 
@@ -32,14 +34,14 @@ def open_project(ctx: StudioContext, sid: str, upload) -> str:
         raise ProjectError("Choose a project .zip (made with Save) to open.")
     folder = ctx.sessions.next_project_dir(sid)
     project = import_zip(path, folder)
-    ctx.sessions.switch_project(sid, folder)
-    return ok(f"Opened **{project.title or 'the project'}** (added to your projects).")
+    return (ok(f"Opened **{project.title or 'the project'}** (added to your projects)."),
+            ctx.sessions.switch_project(sid, folder))
 
 
-def switch_project(ctx: StudioContext, sid: str, name: str) -> str:
+def switch_project(ctx: StudioContext, sid: str, name: str) -> tuple[str, str]:
     """Open one of the session's own projects."""
-    folder = ctx.sessions.switch_project(sid, ctx.sessions.project_path(sid, name))
-    return ok(f"Opened **{ctx.project(sid).title or folder.name}**.")
+    view = ctx.sessions.switch_project(sid, ctx.sessions.project_path(sid, name))
+    return ok(f"Opened **{ctx.project(view).title or name}**."), view
 
 
 def rename_project(ctx: StudioContext, sid: str, name: str, title: str) -> str:
@@ -49,14 +51,13 @@ def rename_project(ctx: StudioContext, sid: str, name: str, title: str) -> str:
     return ok(f"Renamed to **{project.title}**.")
 
 
-def duplicate_project(ctx: StudioContext, sid: str, name: str) -> str:
+def duplicate_project(ctx: StudioContext, sid: str, name: str) -> tuple[str, str]:
     """Copy a project (characters, script, renders) and open the copy."""
     from ..services.storage import duplicate_project as duplicate
 
     folder = ctx.sessions.next_project_dir(sid)
     project = duplicate(ctx.sessions.project_path(sid, name), folder)
-    ctx.sessions.switch_project(sid, folder)
-    return ok(f"Made and opened **{project.title}**; the original is unchanged.")
+    return ok(f"Made and opened **{project.title}**; the original is unchanged."), ctx.sessions.switch_project(sid, folder)
 
 
 def ask_delete_project(ctx: StudioContext, sid: str, name: str) -> str:
@@ -67,12 +68,12 @@ def ask_delete_project(ctx: StudioContext, sid: str, name: str) -> str:
             f"{info.renders} render(s)? This cannot be undone (save it as a .zip first to keep a copy).")
 
 
-def delete_project(ctx: StudioContext, sid: str, name: str) -> str:
+def delete_project(ctx: StudioContext, sid: str, name: str) -> tuple[str, str]:
     from ..services.storage import project_info
 
     title = project_info(ctx.sessions.project_path(sid, name)).title or "Untitled story"
-    ctx.sessions.delete_project(sid, name)
-    return ok(f"Deleted **{title}**.")
+    view = ctx.sessions.delete_project(sid, name)
+    return ok(f"Deleted **{title}**."), ctx.open_view(view)
 
 
 def project_choices(ctx: StudioContext, sid: str) -> list[tuple[str, str]]:
@@ -125,7 +126,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             example_btn = gr.Button("Make the example comic", variant="primary", elem_id="example-btn")
             gr.Markdown("### New project")
             with gr.Row():
-                title = gr.Textbox(label="Title", placeholder="The Lighthouse Keeper", scale=3)
+                title = gr.Textbox(label="Title", placeholder="The Lighthouse Keeper", scale=3,
+                                   elem_id="new-project-title")
                 new_btn = gr.Button("New project", scale=1, elem_id="new-project")
         with gr.Column(scale=5):
             gr.Markdown("### Your projects")
@@ -149,7 +151,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 download = gr.File(label="Download", interactive=False)
 
     def listing(sid):
-        return gr.update(choices=project_choices(ctx, sid), value=ctx.sessions.project_dir(sid).name)
+        return gr.update(choices=project_choices(ctx, sid), value=ctx.project(sid).path.name)
 
     def summary_and_list(sid):
         return project_summary(ctx, sid), listing(sid)
@@ -192,7 +194,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "lighthouse"
 
 
-def make_example(ctx: StudioContext, sid: str, progress=None) -> str:
+def make_example(ctx: StudioContext, sid: str, progress=None) -> tuple[str, str]:
     """One click: a new project with the example characters and story, every panel rendered,
     the comic ready in the Comic tab."""
     from .example import load_example
@@ -207,11 +209,11 @@ def make_example(ctx: StudioContext, sid: str, progress=None) -> str:
             progress(0.0, desc=f"Registering {person.name}")
         registry.add(person.name, person.photo, description=person.description)
     project.write_script(example.script)
-    ctx.sessions.switch_project(sid, folder)
-    story = ctx.story(sid, strict=True)
-    engine = ctx.engine(sid)
+    view = ctx.sessions.switch_project(sid, folder)
+    story = ctx.story(view, strict=True)
+    engine = ctx.engine(view)
     report = engine.render_story(story, progress=progress_reporter(progress) if progress else None,
-                                 cancel=ctx.cancels.fresh(sid))
+                                 cancel=ctx.cancels.fresh(sid))  # the flag the tab's Cancel sets
     text = f"Example **{example.title}** ready: {report.summary()} See the Comic tab."
-    return ok(text) if report.ok else text
+    return (ok(text) if report.ok else text), view
 

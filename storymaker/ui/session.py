@@ -6,6 +6,11 @@ nobody sees another browser's characters, photos or panels. The folder holds tha
 projects side by side (``project``, ``project-<8 hex>``) and names the one opened last
 (:func:`storymaker.services.storage.last_opened`).
 
+Each browser tab shows one project of the workspace: it names it with a *view*, ``<id>/<project>``,
+kept in the page (not in the browser's shared storage), so two tabs of one browser can work on two
+projects at once, and opening a project in one tab never moves the other tab's edits into it. Every
+method here takes either a view or a bare id; a bare id means the project opened last.
+
 Workspaces not touched for ``max_age_hours`` are removed; ``max_age_hours=0`` keeps them for ever
 (the local app). Nothing here is a module global: the :class:`SessionManager` is owned by the app
 built by :func:`storymaker.ui.build_app`.
@@ -54,17 +59,30 @@ class SessionManager:
         return self.new_session()
 
     def folder(self, sid: str) -> Path:
-        """The folder of session ``sid`` (validated: no path tricks)."""
-        if not isinstance(sid, str) or not _SESSION_ID.match(sid):
-            raise ProjectError("This browser session is not valid any more: reload the page.")
-        return Path(self.root) / sid
+        """The folder of session ``sid`` (a bare id or a view; validated: no path tricks)."""
+        return Path(self.root) / split_view(sid)[0]
+
+    def view(self, sid: str, project: Path | str | None = None) -> str:
+        """The view of ``project`` (a project folder or folder name of this session; default: the
+        project opened last) for one browser tab: what its handlers receive instead of the id."""
+        session = split_view(sid)[0]
+        name = Path(project).name if project is not None else self.project_dir(session).name
+        return f"{session}/{name}"
 
     # -- projects of a session ----------------------------------------------------------------
 
     def project_dir(self, sid: str) -> Path:
-        """The session's current project folder: the one opened last, else the most recently
-        changed, else ``project`` (may not exist yet). Using it keeps the session alive."""
+        """The project folder of a view; for a bare id the one opened last, else the most recently
+        changed, else ``project`` (may not exist yet). Using it keeps the session alive.
+
+        A view whose project was deleted (in another tab) raises a ProjectError that says what to do."""
         folder = self._alive(sid)
+        name = split_view(sid)[1]
+        if name is not None:
+            if not storage.Project.is_project(folder / name):
+                raise ProjectError("This tab's project was deleted (in another tab or window): open one of "
+                                   "your projects in the Project tab, or reload the page.")
+            return folder / name
         name = storage.last_opened(folder)
         if name is None or not _PROJECT_NAME.match(name):
             projects = [p for p in storage.list_projects(folder) if _PROJECT_NAME.match(p.name)]
@@ -87,19 +105,21 @@ class SessionManager:
         it current with :meth:`switch_project` once it is filled."""
         return self._alive(sid) / f"project-{secrets.token_hex(4)}"
 
-    def switch_project(self, sid: str, new_dir: Path) -> Path:
-        """Make ``new_dir`` (a project folder of this session) the one shown. The previous project
+    def switch_project(self, sid: str, new_dir: Path) -> str:
+        """Open ``new_dir`` (a project folder of this session): it becomes the one opened last (what
+        a reload shows); returns the view of it for the tab that opened it. The previous project
         stays where it is: switching never deletes anything."""
         folder = self._alive(sid)
         new_dir = Path(new_dir)
         if new_dir.parent != folder or not _PROJECT_NAME.match(new_dir.name):
             raise ProjectError("Internal error: that project folder is not in this session.")
         storage.set_last_opened(folder, new_dir.name)
-        return new_dir
+        return self.view(sid, new_dir)
 
-    def delete_project(self, sid: str, name: str) -> None:
-        """Delete one project of the session; if it was the current one, the most recently
-        changed of the others becomes current."""
+    def delete_project(self, sid: str, name: str) -> str:
+        """Delete one project of the session; if it was the one opened last, the most recently
+        changed of the others becomes so. Returns what the tab shows next: its view ``sid`` unless
+        that was the deleted project, else the bare id (the project opened last)."""
         path = self.project_path(sid, name)
         storage.delete_project(path)
         folder = self.folder(sid)
@@ -109,6 +129,9 @@ class SessionManager:
                 storage.set_last_opened(folder, rest[0].name)
             else:
                 (folder / storage.LAST_OPENED_FILE).unlink(missing_ok=True)
+        session, shown = split_view(sid)
+        # A tab that shows another project keeps it; else it follows the one opened last.
+        return sid if shown is not None and shown != name else session
 
     def downloads_dir(self, sid: str) -> Path:
         """Where the session's downloadable files (zips, exports) are written."""
@@ -155,3 +178,12 @@ class SessionManager:
         if removed:
             logger.info("removed %d expired session folder(s)", len(removed))
         return removed
+
+
+def split_view(view: object) -> tuple[str, str | None]:
+    """``(session id, project folder name or None)`` of a view ``<id>/<project>`` or a bare id;
+    ProjectError (reload the page) for anything else."""
+    sid, sep, name = view.partition("/") if isinstance(view, str) else ("", "", "")
+    if not _SESSION_ID.match(sid) or (sep and not _PROJECT_NAME.match(name)):
+        raise ProjectError("This browser session is not valid any more: reload the page.")
+    return sid, name or None

@@ -58,27 +58,48 @@ def format_reference() -> str:
 
 # ---------------------------------------------------------------- handlers
 
-def validate(ctx: StudioContext, sid: str, text: str) -> tuple[str, list[list[Any]]]:
+def validate(ctx: StudioContext, sid: str, text: str, base: str | None = None) -> tuple[str, list[list[Any]]]:
     """Save the script (work is never lost, even with problems), then check it: a Markdown list of
-    every error and warning at its line, and the panel table."""
-    from ..domain.script import check
+    every error and warning at its line, and the panel table. ``base``: the text this editor last
+    loaded or saved (see :func:`save_script`)."""
+    return check_report(ctx, sid, text, save_script(ctx, sid, text, base))
 
+
+def save_script(ctx: StudioContext, sid: str, text: str, base: str | None = None):
+    """Save the editor's text. If the saved script is neither ``base`` nor ``text``, another tab or
+    window changed it since this editor loaded it: that text is kept in the project's script
+    history and returned (a :class:`ScriptVersion`), else None. An untitled project takes the
+    script's title."""
     text = text or ""
     project = ctx.project(sid)
     # An untitled project takes the script's title and follows it while it is typed ("M", "Mo",
     # ... "Moon Walk"), so the project list tells projects apart; a title given by hand stays.
     follows = project.title in ("", UNTITLED) or project.title == script_header(project.read_script())[0]
-    project.write_script(text)
-    _, names, poses = ctx.script_inputs(sid)
-    if not text.strip():
-        return "Write a story: one panel per line (see the format help).", []
-    report = check(text, names, poses=poses)
+    kept = project.write_script(text, base=base)
     if follows:
-        title = report.story.title if report.story is not None else script_header(text)[0]
+        title = script_header(text)[0]
         if title and title != project.title:
             project.set_title(title)
+    return kept
+
+
+OTHER_TAB = ("This script had been changed in another tab or window since this one loaded it. Your text "
+             "here is saved; the other text is kept under *Earlier texts of this script* (below the editor): "
+             "restore it there if you need it.")
+
+
+def check_report(ctx: StudioContext, sid: str, text: str, kept=None) -> tuple[str, list[list[Any]]]:
+    """(Markdown report, panel rows) of the saved ``text``; ``kept``: a text another tab had saved
+    (:func:`save_script`), announced first."""
+    from ..domain.script import check
+
+    text = text or ""
+    lines = [warn(OTHER_TAB)] if kept is not None else []
+    _, names, poses = ctx.script_inputs(sid)
+    if not text.strip():
+        return "\n\n".join([*lines, "Write a story: one panel per line (see the format help)."]), []
+    report = check(text, names, poses=poses)
     rows = panel_rows(report.story) if report.story is not None else []
-    lines = []
     if report.errors:
         count = len(report.errors)
         lines.append(warn(f"{count} problem{'s' if count != 1 else ''} (nothing renders until fixed):"))
@@ -92,6 +113,23 @@ def validate(ctx: StudioContext, sid: str, text: str) -> tuple[str, list[list[An
     if not names:
         lines.append("\nNo characters registered yet: add them in the Characters tab to use `[Name]`.")
     return "\n".join(lines), rows
+
+
+def history_choices(ctx: StudioContext, sid: str) -> list[tuple[str, str]]:
+    """(label, id) of the kept earlier texts of the script, newest first."""
+    return [(version.label(), version.id) for version in ctx.project(sid).script_history()]
+
+
+def restore_script(ctx: StudioContext, sid: str, version_id: str | None) -> tuple[str, str]:
+    """Make a kept earlier text the script again (the one it replaces is kept too):
+    (the script now, a message)."""
+    from ..errors import InvalidInputError
+
+    if not version_id:
+        raise InvalidInputError("Choose an earlier text in the list first.")
+    project = ctx.project(sid)
+    project.restore_script(version_id)
+    return project.read_script(), ok("Restored that text; the one it replaced is kept in the list.")
 
 
 def _issue_line(issue) -> str:
@@ -163,11 +201,20 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                                      info="Sets the script's style: line (docs/prompts.md lists them)",
                                      elem_id="style-menu")
             with gr.Group(visible=False) as confirm_box:
-                gr.Markdown("Replace your whole script with the example? Your script is not kept anywhere "
-                            "else (copy it first, or save the project as a .zip).", elem_id="example-question")
+                gr.Markdown("Replace your whole script with the example? Your script is kept under *Earlier "
+                            "texts of this script*, where you can restore it.", elem_id="example-question")
                 with gr.Row():
                     replace_btn = gr.Button("Yes, replace my script", variant="stop", elem_id="example-yes")
                     keep_btn = gr.Button("No, keep my script", elem_id="example-no")
+            with gr.Accordion("Earlier texts of this script", open=False, elem_id="script-history"):
+                gr.Markdown("Kept when another tab or window changed the script while you wrote here, and "
+                            "before a text is replaced (the example, a restore).")
+                with gr.Row():
+                    history = gr.Dropdown(choices=[], value=None, label="Earlier text", scale=4,
+                                          elem_id="script-history-list")
+                    restore_btn = gr.Button("Restore this text", scale=1, elem_id="script-restore")
+                earlier = gr.Code(label="That text", language=None, lines=6, max_lines=12, interactive=False,
+                                  elem_id="script-history-text")
         with gr.Column(scale=5):
             issues = gr.Markdown(elem_id="script-issues")
             with gr.Accordion("Script format", open=True):
@@ -179,10 +226,17 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                           column_widths=["40px", "110px", "110px", "160px", "260px"], value=[],
                           elem_id="panel-table")
 
-    def on_change(sid, text):
-        return validate(ctx, sid, text)
+    # The text this page's editor last loaded or saved: a save over a text that another tab saved
+    # meanwhile keeps that text (save_script).
+    base = gr.State(None)
 
-    changed = editor.change(user_errors(on_change), [session, editor], [issues, panels], trigger_mode="always_last",
+    def on_change(sid, text, seen):
+        kept = save_script(ctx, sid, text, seen)
+        listed = gr.update(choices=history_choices(ctx, sid)) if kept is not None else gr.skip()
+        return (*check_report(ctx, sid, text, kept), text or "", listed)
+
+    checked = [issues, panels, base, history]
+    changed = editor.change(user_errors(on_change), [session, editor, base], checked, trigger_mode="always_last",
                             show_progress="hidden", api_name="validate_script")
 
     def on_example(text):
@@ -191,16 +245,31 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         return EXAMPLE_SCRIPT, gr.update(visible=False)
 
     example_btn.click(on_example, [editor], [editor, confirm_box], api_visibility="private")
-    replace_btn.click(lambda: (EXAMPLE_SCRIPT, gr.update(visible=False)), None, [editor, confirm_box],
-                      api_visibility="private")
+    def on_replace(sid):
+        ctx.project(sid).keep_script()
+        return EXAMPLE_SCRIPT, gr.update(visible=False), gr.update(choices=history_choices(ctx, sid))
+
+    replace_btn.click(user_errors(on_replace), [session], [editor, confirm_box, history], api_visibility="private")
+    def on_pick(sid, version_id):
+        return next((v.text for v in ctx.project(sid).script_history() if v.id == version_id), "")
+
+    history.change(user_errors(on_pick), [session, history], [earlier], show_progress="hidden",
+                   api_visibility="private")
+
+    def on_restore(sid, version_id):
+        text, message = restore_script(ctx, sid, version_id)
+        gr.Info(message)
+        return text, text, gr.update(choices=history_choices(ctx, sid), value=None)
+
+    restore_btn.click(user_errors(on_restore), [session, history], [editor, base, history], api_name="restore_script")
     keep_btn.click(lambda: gr.update(visible=False), None, [confirm_box], api_visibility="private")
     style_menu.input(user_errors(apply_style), [editor, style_menu], [editor], api_visibility="private")
 
     def reload(sid):
         # The style menu shows the script's style again (after a reload or another project).
         text = load_script(ctx, sid)
-        return text, script_header(text)[1]
+        return text, script_header(text)[1], text, gr.update(choices=history_choices(ctx, sid), value=None)
 
-    return {"editor": editor, "refresh": (user_errors(reload), [editor, style_menu]),
-            "revalidate": (user_errors(on_change), [session, editor], [issues, panels]),
+    return {"editor": editor, "refresh": (user_errors(reload), [editor, style_menu, base, history]),
+            "revalidate": (user_errors(on_change), [session, editor, base], checked),
             "events": [changed]}

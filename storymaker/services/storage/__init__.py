@@ -6,6 +6,8 @@ sub-folder)::
     <project>/project.json      format_version, title, created, comic settings, the panels it
                                 knows (id, prompt, position) and each one's selected version
     <project>/story.txt         the script
+    <project>/script-history/   earlier texts of the script, kept when another tab's save or a
+                                replacement would lose them (ScriptHistory)
     <project>/characters/<id>/  CharacterRegistry (storymaker.services.characters)
     <project>/poses/<name>.json the project's saved poses (PoseLibrary)
     <project>/panels/<panel id>/<version>.png + .json   every render of one panel
@@ -24,7 +26,8 @@ The modules, each readable in one sitting:
 
 - :mod:`.folder`     the project folder, project.json's format, the file lock (``ProjectFolder``)
 - :mod:`.versions`   panel identity and panel versions (``PanelVersion``, ``PanelRender``)
-- :mod:`.project`    ``Project``: create, open, title, comic settings, script
+- :mod:`.project`    ``Project``: create, open, title, comic settings
+- :mod:`.script_history`  the script and its kept earlier texts (``ScriptVersion``)
 - :mod:`.migration`  project format 1 -> 2
 - :mod:`.archive`    ``export_zip`` / ``import_zip``
 - :mod:`.workspace`  a folder of projects: list, rename, duplicate, delete, the one opened last
@@ -37,6 +40,7 @@ from __future__ import annotations
 from .archive import DEFAULT_MAX_IMPORT_FILES, export_zip, import_zip
 from .folder import FORMAT_VERSION, LOCK_FILE, PROJECT_FILE, SCRIPT_FILE, SUBDIRS
 from .project import STALE_AFTER_S, Project
+from .script_history import ScriptVersion
 from .versions import PNG_META_KEY, PanelRender, PanelVersion
 from .workspace import (
     LAST_OPENED_FILE,
@@ -64,6 +68,7 @@ __all__ = [
     "PanelVersion",
     "Project",
     "ProjectInfo",
+    "ScriptVersion",
     "delete_project",
     "duplicate_project",
     "export_zip",

@@ -1,5 +1,6 @@
 """The :class:`Project`: create and open a project folder, clean up after interrupted saves, the
-title, the comic settings and the script. Its panels and their versions are :mod:`.versions`."""
+title and the comic settings. Its panels and their versions are :mod:`.versions`, its script
+:mod:`.script_history`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ...errors import ProjectError
 from ...fsutil import atomic_directory, atomic_write_json, atomic_write_text
 from .folder import FORMAT_VERSION, PROJECT_FILE, SCRIPT_FILE, SUBDIRS, now, read_manifest_file, to_json
 from .migration import migrate_format_1
+from .script_history import ScriptHistory
 from .versions import PanelVersions
 
 log = logging.getLogger(__name__)
@@ -20,8 +22,9 @@ log = logging.getLogger(__name__)
 STALE_AFTER_S = 3600.0  # leftovers of interrupted saves older than this are removed on open
 
 
-class Project(PanelVersions):
-    """A project folder. Create with :meth:`create`, open with :meth:`open`."""
+class Project(PanelVersions, ScriptHistory):
+    """A project folder. Create with :meth:`create`, open with :meth:`open`. Its script and the
+    earlier texts kept of it are :mod:`.script_history`."""
 
     @classmethod
     def create(cls, path: str | Path, title: str = "") -> "Project":
@@ -128,19 +131,3 @@ class Project(PanelVersions):
         """Store the comic settings (must be JSON-serialisable)."""
         value = to_json(dict(settings), "Comic settings")
         self._update(lambda m: m.__setitem__("comic", value))
-
-    # -- script --------------------------------------------------------------------------------
-    def read_script(self) -> str:
-        """The script text ('' for a new project)."""
-        try:
-            return self.script_path.read_bytes().decode("utf-8")  # verbatim: keep the user's line ends
-        except FileNotFoundError:
-            return ""
-        except (OSError, UnicodeDecodeError) as err:
-            raise ProjectError(f"Cannot read {self.script_path}: {err}") from None
-
-    def write_script(self, text: str) -> None:
-        """Save the script (atomically); any text, valid or not, is kept. A script that parses also
-        updates which panel is which (:meth:`panel_ids`), so edits are followed as they are made."""
-        atomic_write_text(self.script_path, str(text))
-        self._sync_script(str(text))
