@@ -157,7 +157,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                     page_size = gr.Dropdown(["A4", "Letter"], value="A4", label="Paper")
                     orientation = gr.Dropdown(["portrait", "landscape"], value="portrait", label="Orientation")
                     fit = gr.Dropdown(["cover", "fit"], value="cover", label="Panel fit",
-                                      info="cover crops, fit letterboxes")
+                                      info="cover: pictures fill their frames, at most 5% cropped; "
+                                           "fit: every picture whole")
                 with gr.Row():
                     gutter = gr.Slider(0, 40, value=10, step=1, label="Gutter (pt)")
                     border = gr.Slider(0, 8, value=2, step=0.5, label="Border (pt)")

@@ -57,7 +57,8 @@ def duplicate_project(ctx: StudioContext, sid: str, name: str) -> tuple[str, str
 
     folder = ctx.sessions.next_project_dir(sid)
     project = duplicate(ctx.sessions.project_path(sid, name), folder)
-    return ok(f"Made and opened **{project.title}**; the original is unchanged."), ctx.sessions.switch_project(sid, folder)
+    return (ok(f"Made and opened **{project.title}**; the original is unchanged."),
+            ctx.sessions.switch_project(sid, folder))
 
 
 def ask_delete_project(ctx: StudioContext, sid: str, name: str) -> str:
