@@ -39,3 +39,18 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    """What the studio's handlers get (draft backend, tiny perception) over ``tmp_path / "data"``;
+    its sessions never expire."""
+    from ui_helpers import make_context
+
+    return make_context(tmp_path / "data", max_age_hours=0)
+
+
+@pytest.fixture
+def sid(ctx):
+    """A new browser workspace of :func:`ctx`."""
+    return ctx.sessions.new_session()

@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ui_helpers import make_context
-
 from storymaker.services.storage import Project
 from storymaker.ui import comic_tab, render_tab, story_tab
 
@@ -32,16 +30,6 @@ CAPTION = {A: "The lamp.", B: "The storm.", C: "The morning.", N: "The gull.", B
 
 def script(*prompts: str) -> str:
     return "title: Identity\n\n" + "\n".join(f"{p}\n  caption: {CAPTION[p]}\n" for p in prompts)
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    return make_context(tmp_path / "data")
-
-
-@pytest.fixture
-def sid(ctx):
-    return ctx.sessions.new_session()
 
 
 OPTIONS = render_tab.settings_from_widgets(64, 64, 1, 7.5, 0.8, 0.8, 0.7, -1)

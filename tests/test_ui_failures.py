@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ui_helpers import PHOTO, make_context, make_studio
+from ui_helpers import PHOTO, make_studio
 
 from storymaker.errors import ImageError
 from storymaker.ui import characters_tab, poses_tab, story_tab
@@ -19,11 +19,6 @@ def studio(tmp_path_factory):
     app = make_studio(tmp_path_factory.mktemp("failures") / "data")
     yield app
     app.close()
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    return make_context(tmp_path / "data", max_age_hours=0)
 
 
 @pytest.fixture

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from ui_helpers import PHOTO, THREE_PANELS, make_context, make_services
+from ui_helpers import PHOTO, THREE_PANELS, make_services
 
 from storymaker.errors import StoryMakerError
 from storymaker.ui import characters_tab, comic_tab, poses_tab, project_tab, render_tab, story_tab
 from storymaker.ui.context import StudioContext
 from storymaker.ui.session import SessionManager
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    return make_context(tmp_path / "data")
-
-
-@pytest.fixture
-def sid(ctx):
-    return ctx.sessions.new_session()
 
 
 def add_eileen(ctx, sid, name="Eileen"):

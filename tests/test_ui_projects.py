@@ -5,22 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from ui_helpers import PHOTO, THREE_PANELS, make_context
+from ui_helpers import PHOTO, THREE_PANELS
 
 from storymaker.errors import StoryMakerError
 from storymaker.services import storage
 from storymaker.ui import characters_tab, comic_tab, project_tab, render_tab, story_tab
 from storymaker.ui.session import SessionManager
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    return make_context(tmp_path / "data", max_age_hours=0)
-
-
-@pytest.fixture
-def sid(ctx):
-    return ctx.sessions.new_session()
 
 
 def add(ctx, sid, name="Eileen"):

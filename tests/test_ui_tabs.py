@@ -6,16 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from ui_helpers import PHOTO, make_context
+from ui_helpers import PHOTO
 
 from storymaker.errors import ProjectError
 from storymaker.services import storage
 from storymaker.ui import characters_tab, project_tab, render_tab, story_tab
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    return make_context(tmp_path / "data", max_age_hours=0)
 
 
 def open_tab(ctx, sid):
