@@ -95,6 +95,15 @@ def _tensors(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     return list(module.named_parameters()) + list(module.named_buffers())
 
 
+def _to_host(tensor: torch.Tensor, host: torch.device) -> torch.Tensor:
+    """``tensor`` in host memory (itself when it is there already). A meta tensor has no data
+    (benchmarks/memory_estimate.py stands the meta device in for a GPU): empty host memory of its
+    shape and dtype stands for the copy."""
+    if tensor.is_meta:
+        return torch.empty_like(tensor, device=host)
+    return tensor.to(host)
+
+
 def _move_inputs(value: Any, device: torch.device) -> Any:
     if isinstance(value, torch.Tensor):
         return value.to(device)
@@ -200,7 +209,7 @@ class Placement:
         from .pipeline import quiet_dtype_casts
 
         # The cast gives the module new tensors: keeping the loaded ones costs no copy on the host.
-        loaded = {key: tensor.data.to(self.host) for key, tensor in _tensors(vae)}
+        loaded = {key: _to_host(tensor.data, self.host) for key, tensor in _tensors(vae)}
         with quiet_dtype_casts():
             vae.to(dtype=torch.bfloat16)
         self._vae_loaded = (vae, loaded)
