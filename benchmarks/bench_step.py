@@ -30,7 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storymaker.models.adapter import SDXL_UNET_CONFIG, StoryMakerAdapter  # noqa: E402
+from storymaker.models.adapter import StoryMakerAdapter  # noqa: E402
+from storymaker.models.adapter_checkpoint import SDXL_UNET_CONFIG  # noqa: E402
 from storymaker.models.attention import (  # noqa: E402
     IMAGE_TOKENS_KWARG,
     IP_CACHE_KWARG,

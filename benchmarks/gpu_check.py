@@ -76,7 +76,8 @@ def sdxl_components(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPVisionConfig, \
         CLIPVisionModelWithProjection
 
-    from storymaker.models.adapter import SDXL_CLIP_DIM, SDXL_UNET_CONFIG, StoryMakerAdapter
+    from storymaker.models.adapter import StoryMakerAdapter
+    from storymaker.models.adapter_checkpoint import SDXL_CLIP_DIM, SDXL_UNET_CONFIG
     from storymaker.models.tiny import tiny_scheduler, tiny_tokenizer
 
     generator = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(0)

@@ -25,13 +25,9 @@ from models_helpers import (
 from storymaker.cli import main as cli_main
 from storymaker.errors import CheckpointError
 from storymaker.models import adapter as adapter_mod
-from storymaker.models.adapter import (
-    StoryMakerAdapter,
-    check_checkpoint,
-    convert_checkpoint,
-    expected_layout,
-    load_checkpoint_state,
-)
+from storymaker.models import adapter_checkpoint as checkpoint_mod
+from storymaker.models.adapter import StoryMakerAdapter, expected_layout
+from storymaker.models.adapter_checkpoint import check_checkpoint, convert_checkpoint, load_checkpoint_state
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,7 +42,7 @@ def sdxl_layout():
     """Computed from the real SDXL UNet config on the meta device (nothing allocated)."""
     from diffusers import UNet2DConditionModel
 
-    config = dict(adapter_mod.SDXL_UNET_CONFIG)
+    config = dict(checkpoint_mod.SDXL_UNET_CONFIG)
     assert tuple(config["block_out_channels"]) == (320, 640, 1280)
     assert tuple(config["transformer_layers_per_block"]) == (1, 2, 10)
     assert config["cross_attention_dim"] == 2048 and config["addition_embed_type"] == "text_time"
@@ -208,8 +204,8 @@ def test_error_listing_is_capped_with_counts(tiny):
     message = str(info.value)
     total = len(adapter.layout()["ip_adapter"])
     assert f"{total} missing" in message
-    assert f"... and {total - adapter_mod.MAX_LISTED_PROBLEMS} more" in message
-    assert message.count("  - ") == adapter_mod.MAX_LISTED_PROBLEMS
+    assert f"... and {total - checkpoint_mod.MAX_LISTED_PROBLEMS} more" in message
+    assert message.count("  - ") == checkpoint_mod.MAX_LISTED_PROBLEMS
 
 
 def test_non_strict_skips_missing_but_not_wrong_shapes(tiny):

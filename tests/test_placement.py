@@ -214,3 +214,63 @@ def test_offload_mode_brings_in_one_block_at_a_time():
     in_blocks = {id(p) for b in list(pipe.unet.down_blocks) + [pipe.unet.mid_block] + list(pipe.unet.up_blocks)
                  for p in b.parameters()}
     assert processor_params and processor_params <= in_blocks
+
+
+def _hooks_on(pipe) -> int:
+    """Forward (pre-)hooks on every module of the pipeline's components."""
+    modules = [m for name in RESIDENT_COMPONENTS + ON_DEMAND_COMPONENTS
+               if isinstance(getattr(pipe, name, None), torch.nn.Module) for m in getattr(pipe, name).modules()]
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in modules)
+
+
+@pytest.mark.parametrize("other", ["balanced", "offload"])
+def test_switching_modes_restores_what_the_previous_placement_changed(other):
+    """Balanced and offload keep a float16 VAE in bfloat16 (bf16 is native on the CPU); a later resident
+    placement of the same pipeline (benchmarks/gpu_check.py switches modes in one process) must give the
+    VAE back bit for bit, drop the earlier placement's hooks and host copies, and render exactly as a
+    fresh resident pipeline does."""
+    import gc
+    import weakref
+
+    pipe = tiny_pipeline(with_controlnet=True, dtype=torch.float16)
+    pipe.set_progress_bar_config(disable=True)
+    vae_loaded = {k: v.clone() for k, v in pipe.vae.state_dict().items()}
+    apply_placement(pipe, "cpu", "resident")
+    first = _render(pipe)
+    hooks_loaded = _hooks_on(pipe)  # after a render: transformers adds its own on the first forward
+
+    placement = apply_placement(pipe, "cpu", other)
+    assert pipe.vae.dtype == torch.bfloat16 and _hooks_on(pipe) > hooks_loaded
+    middle = _render(pipe)
+    assert torch.isfinite(middle.float()).all()
+    gone = weakref.ref(placement)
+    del placement
+
+    apply_placement(pipe, "cpu", "resident")
+    assert pipe.vae.dtype == torch.float16
+    vae_now = pipe.vae.state_dict()
+    assert vae_now.keys() == vae_loaded.keys()
+    assert all(vae_now[k].dtype == v.dtype and torch.equal(vae_now[k], v) for k, v in vae_loaded.items())
+    assert _hooks_on(pipe) == hooks_loaded  # the earlier placement's hooks are gone
+    gc.collect()
+    assert gone() is None  # nothing (hooks, host copies) keeps the earlier placement alive
+    again = _render(pipe)
+    assert torch.equal(again, first)
+
+    fresh = tiny_pipeline(with_controlnet=True, dtype=torch.float16)
+    fresh.set_progress_bar_config(disable=True)
+    apply_placement(fresh, "cpu", "resident")
+    assert torch.equal(_render(fresh), first)
+
+
+def test_removing_a_placement_gives_the_vae_back():
+    """benchmarks/gpu_check.py removes each placement before the next: remove restores the VAE too."""
+    pipe = tiny_pipeline(dtype=torch.float16)
+    loaded = {k: v.clone() for k, v in pipe.vae.state_dict().items()}
+    placement = apply_placement(pipe, "cpu", "offload")
+    assert pipe.vae.dtype == torch.bfloat16
+    placement.remove(pipe)
+    assert pipe.vae.dtype == torch.float16 and _hooks_on(pipe) == 0
+    assert all(torch.equal(pipe.vae.state_dict()[k], v) for k, v in loaded.items())
+    placement.remove(pipe)  # a second remove changes nothing
+    assert all(torch.equal(pipe.vae.state_dict()[k], v) for k, v in loaded.items())

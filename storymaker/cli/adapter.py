@@ -51,29 +51,30 @@ def _summary_text(path: Path, summary: dict) -> str:
 def run_check(args: argparse.Namespace, settings) -> int:
     from ..errors import CheckpointError
     from ..models import adapter as adapter_mod
+    from ..models import adapter_checkpoint as checkpoint_mod
 
-    state = adapter_mod.load_checkpoint_state(args.path)
-    clip_dim = args.clip_dim or adapter_mod.SDXL_CLIP_DIM
+    state = checkpoint_mod.load_checkpoint_state(args.path)
+    clip_dim = args.clip_dim or checkpoint_mod.SDXL_CLIP_DIM
     if args.unet_config is None:
-        layout = (adapter_mod.sdxl_layout() if clip_dim == adapter_mod.SDXL_CLIP_DIM
-                  else adapter_mod.expected_layout(adapter_mod.SDXL_UNET_CONFIG, clip_dim))
+        layout = (adapter_mod.sdxl_layout() if clip_dim == checkpoint_mod.SDXL_CLIP_DIM
+                  else adapter_mod.expected_layout(checkpoint_mod.SDXL_UNET_CONFIG, clip_dim))
         target = "SDXL"
     else:
         layout = adapter_mod.expected_layout(adapter_mod.read_unet_config(args.unet_config), clip_dim)
         target = str(args.unet_config)
-    problems = adapter_mod.check_checkpoint(state, layout)
+    problems = checkpoint_mod.check_checkpoint(state, layout)
     if problems:
-        raise CheckpointError(adapter_mod.describe_problems(str(args.path), problems, limit=None))
-    summary = adapter_mod.checkpoint_summary(state)
+        raise CheckpointError(checkpoint_mod.describe_problems(str(args.path), problems, limit=None))
+    summary = checkpoint_mod.checkpoint_summary(state)
     print(f"OK {args.path}: StoryMaker adapter for {target} (image encoder width {clip_dim}): "
           + _summary_text(args.path, summary))
     return 0
 
 
 def run_convert(args: argparse.Namespace, settings) -> int:
-    from ..models import adapter as adapter_mod
+    from ..models import adapter_checkpoint as checkpoint_mod
 
-    adapter_mod.convert_checkpoint(args.path, args.out)
-    summary = adapter_mod.checkpoint_summary(adapter_mod.load_checkpoint_state(args.out))
+    checkpoint_mod.convert_checkpoint(args.path, args.out)
+    summary = checkpoint_mod.checkpoint_summary(checkpoint_mod.load_checkpoint_state(args.out))
     print(f"wrote {args.out}: " + _summary_text(args.out, summary))
     return 0

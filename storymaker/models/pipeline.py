@@ -13,6 +13,10 @@ VAE decode with upcast, LoRA loading, CPU offload) with our own denoising loop:
   difference through the attention processors' LoRA branch. So in float16/bfloat16 the UNet weights
   stay bit-identical whatever scales visitors of a shared app choose, and the same seed and
   settings give the same latents (``tests/test_precision.py``).
+
+This module holds the pipeline's components, cancel, the decode and the denoising call; its input
+checks and input tensors are in ``pipeline_inputs.py``, its loading, placement and LoRA fusion in
+``pipeline_setup.py`` (both mixed into :class:`StoryMakerPipeline`).
 """
 
 from __future__ import annotations
@@ -30,18 +34,13 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_output import StableDiffus
 from ..errors import ConditioningError, GPUOutOfMemoryError
 from .attention import IMAGE_TOKENS_KWARG, IP_CACHE_KWARG, IP_SCALE_KWARG, LORA_SCALE_KWARG
 from .conditioning import CharacterConditioning
+from .pipeline_inputs import DEFAULT_LORA_SCALE, StoryMakerInputsMixin
+from .pipeline_setup import StoryMakerSetupMixin
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-    from ..config import Settings
-
 logger = logging.getLogger(__name__)
-
-MAX_CHARACTERS = 3
-FACE_ID_DIM = 512
-#: The authors' demo's LoRA scale (``lora_scale`` default of a call and of fusion).
-DEFAULT_LORA_SCALE = 0.8
 
 
 @contextlib.contextmanager
@@ -69,13 +68,7 @@ class StoryMakerPipelineOutput(StableDiffusionXLPipelineOutput):
     steps_done: int = 0
 
 
-def _resolve_fast_lora(settings: "Settings", **kwargs):
-    from .weights import resolve_fast_lora
-
-    return resolve_fast_lora(settings, **kwargs)
-
-
-class StoryMakerPipeline(StableDiffusionXLPipeline):
+class StoryMakerPipeline(StoryMakerInputsMixin, StoryMakerSetupMixin, StableDiffusionXLPipeline):
     """SDXL with StoryMaker's character conditioning and an optional pose ControlNet.
 
     Components are explicit arguments and are loaded once; ``adapter`` is installed on ``unet``
@@ -141,94 +134,6 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         # Where the Fast preset's LoRA comes from (storymaker/models/fast.py); None: no Fast preset.
         self.fast_lora_source = None
 
-    # ------------------------------------------------------------------ construction from settings
-    @classmethod
-    def from_settings(
-        cls,
-        settings: "Settings",
-        *,
-        with_controlnet: bool | None = None,
-        download: bool | None = None,
-        progress: Callable[[str], None] | None = None,
-        image_encoder: Any | None = None,
-    ) -> "StoryMakerPipeline":
-        """Load every component that ``settings`` names (hub ids or local paths) and build the pipeline.
-
-        ``with_controlnet``: None loads the pose ControlNet when ``settings.controlnet_pose`` is set.
-        ``download``: None downloads missing weights unless the hub is offline (``HF_HUB_OFFLINE=1``).
-        Missing weights raise :class:`WeightsNotFoundError` naming each model and how to provide it.
-        ``image_encoder``: a CLIP vision model already in memory, used instead of loading a second copy.
-        """
-        from .weights import load_extra_loras, load_pipeline_components
-
-        components, options = load_pipeline_components(
-            settings, with_controlnet=with_controlnet, download=download, progress=progress,
-            image_encoder=image_encoder,
-        )
-        pipe = cls(**components)
-        load_extra_loras(pipe, settings)
-        pipe.apply_runtime_options(**options)
-        # The Fast preset's LoRA is resolved on the first Fast render (a missing file fails only that).
-        pipe.fast_lora_source = lambda: _resolve_fast_lora(settings, download=download, progress=progress)
-        return pipe
-
-    def apply_runtime_options(
-        self,
-        *,
-        device: str | torch.device = "cpu",
-        cpu_offload: bool = False,
-        memory_mode: str | None = None,
-        vae_slicing: bool = False,
-        vae_tiling: bool = False,
-        fuse_lora: bool = False,
-        lora_scale: float = DEFAULT_LORA_SCALE,
-    ) -> "StoryMakerPipeline":
-        """Place the pipeline (the one placement policy, storymaker/models/placement.py), set diffusers'
-        memory options and fuse StoryMaker's LoRA at ``lora_scale`` (once, here: calls never re-fuse;
-        no copy of the unfused weights is kept, so unfusing it means reloading).
-
-        ``memory_mode`` ("auto", "resident", "balanced", "offload"); None: "offload" when
-        ``cpu_offload`` is set, else "resident"."""
-        from types import SimpleNamespace
-
-        from .placement import apply_placement, resolve_memory_mode
-
-        device = torch.device(device)
-        if memory_mode is None:
-            memory_mode = "offload" if cpu_offload else "resident"
-        mode = resolve_memory_mode(SimpleNamespace(memory_mode=memory_mode, cpu_offload=cpu_offload), device)
-        apply_placement(self, device, mode)
-        if vae_slicing:
-            self.vae.enable_slicing()
-        if vae_tiling:
-            self.vae.enable_tiling()
-        if fuse_lora:
-            # Loaded to serve: calls never unfuse, so no copy of the unfused weights is kept.
-            self.enable_storymaker_lora_fusion(lora_scale, keep_original=False)
-        return self
-
-    # ------------------------------------------------------------------ LoRA fusion
-    @property
-    def storymaker_lora_fusion(self) -> bool:
-        """Whether StoryMaker's LoRA is fused into the UNet's attention weights."""
-        return self.adapter.fused_scale is not None
-
-    def enable_storymaker_lora_fusion(self, lora_scale: float = DEFAULT_LORA_SCALE, *,
-                                      keep_original: bool = True) -> None:
-        """Fuse the LoRA at ``lora_scale`` (faster steps): do it once, when loading (the settings'
-        scale). Calls at any other scale stay exact (the processors add the difference) and never
-        touch the weights. ``keep_original`` keeps a CPU copy of the unfused weights (1.8 GiB for
-        SDXL in float16) so that unfusing, or fusing again at another scale, restores them exactly;
-        without it those raise :class:`CheckpointError` (reload instead)."""
-        if self.adapter.fused_scale != float(lora_scale):
-            logger.info("fusing the StoryMaker LoRA at scale %s", lora_scale)
-        self.adapter.fuse_lora(self.unet, float(lora_scale), keep_original=keep_original)
-
-    def disable_storymaker_lora_fusion(self) -> None:
-        """Restore the UNet weights as they were before fusing (bit for bit); every call then runs
-        the LoRA branches at its own scale."""
-        self.adapter.unfuse_lora(self.unet)
-
     # ------------------------------------------------------------------ cancel / properties
     @property
     def interrupt(self) -> bool:
@@ -250,166 +155,6 @@ class StoryMakerPipeline(StableDiffusionXLPipeline):
         if placement is not None:
             return placement.device
         return super()._execution_device
-
-    # ------------------------------------------------------------------ inputs
-    def expected_clip_shape(self) -> tuple[int | None, int]:
-        """(tokens, hidden) of the CLIP features the loaded image encoder produces.
-
-        Without an image encoder only the hidden size (the adapter's) is known."""
-        clip_dim = int(self.adapter.image_proj.clip_dim)
-        if self.image_encoder is None:
-            return None, clip_dim
-        config = self.image_encoder.config
-        tokens = (int(config.image_size) // int(config.patch_size)) ** 2 + 1
-        return tokens, int(config.hidden_size)
-
-    def check_inputs(
-        self,
-        prompt=None,
-        negative_prompt=None,
-        characters: Sequence[CharacterConditioning] = (),
-        outfits: Sequence[torch.Tensor | None] | None = None,
-        pose_image: "Image.Image | None" = None,
-        width: int | None = None,
-        height: int | None = None,
-        prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        pooled_prompt_embeds: torch.Tensor | None = None,
-        negative_pooled_prompt_embeds: torch.Tensor | None = None,
-        callback_on_step_end_tensor_inputs: Sequence[str] | None = None,
-        num_inference_steps: int = 25,
-    ) -> None:
-        """Raise :class:`ConditioningError` for any inconsistent input, before any computation."""
-        width = width or self.default_sample_size * self.vae_scale_factor
-        height = height or self.default_sample_size * self.vae_scale_factor
-        if width <= 0 or height <= 0 or width % 8 or height % 8:
-            raise ConditioningError(
-                f"Panel size {width}x{height} is not usable: width and height must be positive multiples of 8."
-            )
-        if num_inference_steps is None or int(num_inference_steps) < 1:
-            raise ConditioningError(f"num_inference_steps must be at least 1; got {num_inference_steps}.")
-        characters = list(characters or ())
-        if len(characters) > MAX_CHARACTERS:
-            raise ConditioningError(
-                f"{len(characters)} characters in one panel, but StoryMaker supports at most {MAX_CHARACTERS}: "
-                "split the panel or remove characters."
-            )
-        tokens, hidden = self.expected_clip_shape()
-        expect = f"({tokens if tokens is not None else 'tokens'}, {hidden})"
-        for i, character in enumerate(characters):
-            if not isinstance(character, CharacterConditioning):
-                raise ConditioningError(
-                    f"characters[{i}] is a {type(character).__name__}, not a CharacterConditioning."
-                )
-            if tuple(character.face_id.shape) != (FACE_ID_DIM,):
-                raise ConditioningError(
-                    f"characters[{i}].face_id has shape {tuple(character.face_id.shape)}; expected ({FACE_ID_DIM},) "
-                    "(insightface normed_embedding). Re-register the character."
-                )
-            for name in ("clip_character", "clip_face"):
-                self._check_clip(getattr(character, name), f"characters[{i}].{name}", tokens, hidden, expect)
-        if outfits is not None:
-            outfits = list(outfits)
-            if len(outfits) != len(characters):
-                raise ConditioningError(
-                    f"outfits has {len(outfits)} entries for {len(characters)} characters: give one entry per "
-                    "character (None keeps that character's own clothes)."
-                )
-            for i, outfit in enumerate(outfits):
-                if outfit is not None:
-                    self._check_clip(outfit, f"outfits[{i}]", tokens, hidden, expect)
-        if pose_image is not None:
-            if self.controlnet is None:
-                raise ConditioningError(
-                    "A pose was given but no pose ControlNet is loaded: load the pipeline with_controlnet=True "
-                    "(STORYMAKER_CONTROLNET_POSE names it) or render without a pose."
-                )
-            size = tuple(getattr(pose_image, "size", ()))
-            if size != (width, height):
-                raise ConditioningError(
-                    f"The pose image is {size[0]}x{size[1]} but the panel is {width}x{height}: "
-                    "draw the pose at the panel size."
-                    if len(size) == 2
-                    else f"pose_image must be a PIL image of the panel size {width}x{height}."
-                )
-        if callback_on_step_end_tensor_inputs is not None:
-            unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
-            if unknown:
-                raise ConditioningError(
-                    f"callback_on_step_end_tensor_inputs {unknown} are not available; "
-                    f"choose from {self._callback_tensor_inputs}."
-                )
-        if prompt is None and prompt_embeds is None:
-            raise ConditioningError("Give a prompt (or prompt_embeds with pooled_prompt_embeds).")
-        if prompt is not None and prompt_embeds is not None:
-            raise ConditioningError("Give either prompt or prompt_embeds, not both.")
-        if prompt_embeds is not None and pooled_prompt_embeds is None:
-            raise ConditioningError("prompt_embeds needs pooled_prompt_embeds too (both come from encode_prompt).")
-        if negative_prompt is not None and negative_prompt_embeds is not None:
-            raise ConditioningError("Give either negative_prompt or negative_prompt_embeds, not both.")
-        if negative_prompt_embeds is not None and negative_pooled_prompt_embeds is None:
-            raise ConditioningError(
-                "negative_prompt_embeds needs negative_pooled_prompt_embeds too (both come from encode_prompt)."
-            )
-        if prompt_embeds is not None and negative_prompt_embeds is not None:
-            if prompt_embeds.shape != negative_prompt_embeds.shape:
-                raise ConditioningError(
-                    f"prompt_embeds {tuple(prompt_embeds.shape)} and negative_prompt_embeds "
-                    f"{tuple(negative_prompt_embeds.shape)} must have the same shape."
-                )
-
-    @staticmethod
-    def _check_clip(value, label: str, tokens: int | None, hidden: int, expect: str) -> None:
-        shape = tuple(getattr(value, "shape", ()))
-        if len(shape) != 2 or shape[1] != hidden or (tokens is not None and shape[0] != tokens):
-            raise ConditioningError(
-                f"{label} has shape {shape}; the loaded image encoder gives {expect}. "
-                "The features were made by another image encoder: re-register the character."
-            )
-
-    # ------------------------------------------------------------------ image tokens
-    def encode_characters(
-        self,
-        characters: Sequence[CharacterConditioning],
-        outfits: Sequence[torch.Tensor | None] | None = None,
-        *,
-        device: torch.device | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(conditional, unconditional) image tokens, each (1, 20*(N+1), D).
-
-        The outfit of character i replaces only that character's ``clip_character``. The
-        unconditional tokens are the same projection of all-zero inputs (background included).
-        """
-        characters = list(characters)
-        if outfits is not None:
-            characters = [c if o is None else c.with_outfit(o) for c, o in zip(characters, outfits)]
-        proj = self.adapter.image_proj
-        param = next(proj.parameters())
-        device = device or param.device
-        dtype = param.dtype
-        tokens_n, hidden = self.expected_clip_shape()
-        if characters:
-            face_id = torch.stack([c.face_id for c in characters])[None]
-            clip_character = torch.stack([c.clip_character for c in characters])[None]
-            clip_face = torch.stack([c.clip_face for c in characters])[None]
-        else:
-            face_id = torch.zeros(1, 0, FACE_ID_DIM)
-            clip_character = torch.zeros(1, 0, tokens_n or 1, hidden)
-            clip_face = torch.zeros(1, 0, tokens_n or 1, hidden)
-        face_id, clip_character, clip_face = (t.to(device=device, dtype=dtype) for t in (face_id, clip_character, clip_face))
-        cond = self.adapter.image_tokens(face_id, clip_character, clip_face, device=device)
-        uncond = self.adapter.image_tokens(
-            torch.zeros_like(face_id), torch.zeros_like(clip_character), torch.zeros_like(clip_face), device=device
-        )
-        return cond, uncond
-
-    def prepare_pose_image(self, pose_image, width: int, height: int, batch_size: int, device, dtype, do_cfg: bool):
-        """The pose image as the ControlNet takes it: (B or 2B, 3, H, W) in 0..1."""
-        image = self.control_image_processor.preprocess(pose_image, height=height, width=width).to(dtype=torch.float32)
-        image = image.repeat_interleave(batch_size, dim=0).to(device=device, dtype=dtype)
-        if do_cfg:
-            image = torch.cat([image] * 2)
-        return image
 
     # ------------------------------------------------------------------ decode
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,9 @@ it decodes in float32 (about 3.3 GiB of activations at 1024x1024). In ``balanced
 the policy keeps a float16 VAE in bfloat16 instead, where the accelerator computes bfloat16 natively
 (CUDA compute capability 8.0 and newer; the CPU): float32's range, so no overflow and no upcast, and
 half the activations. ``resident`` keeps the VAE as loaded (float32 decode: the most precise).
+The policy keeps the VAE's loaded tensors on the host (0.16 GiB for SDXL in float16), so that a later
+placement of the same pipeline (another mode: benchmarks/gpu_check.py switches in one process), or
+:meth:`Placement.remove`, gives the VAE back bit for bit: bfloat16 -> float16 would not.
 
 Nothing else in the code base calls ``.to(device)`` on these components: the pipeline asks
 :func:`apply_placement`. :class:`Placement` records where each component is (``location``), and every
@@ -88,6 +91,19 @@ def bfloat16_is_native(device: torch.device) -> bool:
     return False
 
 
+def _tensors(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    return list(module.named_parameters()) + list(module.named_buffers())
+
+
+def _to_host(tensor: torch.Tensor, host: torch.device) -> torch.Tensor:
+    """``tensor`` in host memory (itself when it is there already). A meta tensor has no data
+    (benchmarks/memory_estimate.py stands the meta device in for a GPU): empty host memory of its
+    shape and dtype stands for the copy."""
+    if tensor.is_meta:
+        return torch.empty_like(tensor, device=host)
+    return tensor.to(host)
+
+
 def _move_inputs(value: Any, device: torch.device) -> Any:
     if isinstance(value, torch.Tensor):
         return value.to(device)
@@ -117,6 +133,8 @@ class Placement:
         self.mover = mover or (lambda module, device: module.to(device, non_blocking=device.type == "cuda"))
         self.location: dict[str, str] = {}
         self.vae_dtype: torch.dtype | None = None  # the dtype the policy gave the VAE (None: unchanged)
+        # The VAE's tensors before that cast (on the host), restored by remove(): (vae, {name: tensor}).
+        self._vae_loaded: tuple[torch.nn.Module, dict[str, torch.Tensor]] | None = None
         self.moves: list[tuple[str, str]] = []  # (component, ACCELERATOR or HOST), in order
         self._host_copies: dict[str, dict[str, torch.Tensor]] = {}
         self._hooks: list[Any] = []
@@ -138,7 +156,7 @@ class Placement:
         accelerator is a pointer change, not a copy. Inference weights never change, so they match."""
         pin = self.device.type == "cuda" and torch.cuda.is_available()
         copies = {}
-        for key, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+        for key, tensor in _tensors(module):
             data = tensor.data.pin_memory() if pin and not tensor.data.is_pinned() else tensor.data
             tensor.data = data
             copies[key] = data
@@ -146,7 +164,7 @@ class Placement:
 
     @staticmethod
     def _point_to_host_copies(module: torch.nn.Module, copies: dict[str, torch.Tensor]) -> None:
-        for key, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+        for key, tensor in _tensors(module):
             kept = copies.get(key)
             if kept is None or kept.shape != tensor.shape or kept.dtype != tensor.dtype:
                 tensor.data = tensor.data.to("cpu")  # a module changed since (a LoRA loaded): copy it
@@ -190,9 +208,24 @@ class Placement:
             return
         from .pipeline import quiet_dtype_casts
 
+        # The cast gives the module new tensors: keeping the loaded ones costs no copy on the host.
+        loaded = {key: _to_host(tensor.data, self.host) for key, tensor in _tensors(vae)}
         with quiet_dtype_casts():
             vae.to(dtype=torch.bfloat16)
+        self._vae_loaded = (vae, loaded)
         self.vae_dtype = torch.bfloat16
+
+    def _restore_vae(self) -> None:
+        """Give the VAE the tensors it had before :meth:`_place_vae_dtype`, where it is now."""
+        if self._vae_loaded is None:
+            return
+        vae, loaded = self._vae_loaded
+        self._vae_loaded = None
+        self.vae_dtype = None
+        for key, tensor in _tensors(vae):
+            kept = loaded.get(key)
+            if kept is not None and kept.shape == tensor.shape:
+                tensor.data = kept.to(tensor.device)
 
     def _offload(self, name: str, module: torch.nn.Module) -> None:
         """Offload mode for one component: its units wait on the host (hooks bring each in for its
@@ -234,10 +267,12 @@ class Placement:
         self._hooks.append(module.register_forward_hook(leave))
 
     def remove(self, pipe) -> None:
-        """Undo this placement's hooks (components stay where they are)."""
+        """Undo what this placement changed: its hooks, its kept host tensors, the VAE's dtype (the
+        VAE gets its loaded tensors back, bit for bit). Components stay where they are."""
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
+        self._restore_vae()
         self._host_copies = {}
         if getattr(pipe, "_storymaker_placement", None) is self:
             pipe._storymaker_placement = None
