@@ -13,6 +13,13 @@ from storymaker.services import storage
 from storymaker.ui import characters_tab, project_tab, render_tab, story_tab
 
 
+def project_handlers(ctx):
+    import gradio as gr
+
+    with gr.Blocks():
+        return project_tab.render(ctx, gr.Textbox())["handlers"]
+
+
 def open_tab(ctx, sid):
     """What a page load gives a tab: its view and the script its editor shows."""
     view = ctx.open_view(sid)
@@ -84,6 +91,10 @@ def test_a_project_deleted_in_another_tab_says_so_and_loses_nothing_else(ctx):
     assert "Deleted" in message and after == keep  # the tab that deleted it keeps its own project
     with pytest.raises(ProjectError, match="deleted \\(in another tab or window\\): open one of your projects"):
         project_tab.project_summary(ctx, other)
+    # Opening the Project tab says so, and lists the projects there are, none chosen.
+    studio_summary, listing = project_handlers(ctx)["summary"](other)
+    assert "was deleted" in studio_summary and listing["value"] is None
+    assert [name for _, name in listing["choices"]] == [keep.split("/")[1]]
     with pytest.raises(ProjectError, match="deleted"):
         story_tab.validate(ctx, other, "typed after the deletion\n")
     assert not ctx.sessions.folder(sid).joinpath(doomed.split("/")[1]).exists()  # not brought back empty

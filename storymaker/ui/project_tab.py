@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import as_path, ok, user_errors
+from .common import as_path, ok, user_errors, warn
 from .context import StudioContext
+from .session import DELETED_ELSEWHERE
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +156,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         return gr.update(choices=project_choices(ctx, sid), value=ctx.project(sid).path.name)
 
     def summary_and_list(sid):
+        if ctx.sessions.shows_deleted_project(sid):  # the list is what the tab needs now
+            return warn(DELETED_ELSEWHERE + " in the list."), gr.update(choices=project_choices(ctx, sid), value=None)
         return project_summary(ctx, sid), listing(sid)
 
 

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 _PROJECT_NAME = re.compile(r"^project(-[0-9a-f]{8})?$")
 DEFAULT_PROJECT = "project"
+DELETED_ELSEWHERE = "This tab's project was deleted (in another tab or window): open one of your projects"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ class SessionManager:
 
     # -- projects of a session ----------------------------------------------------------------
 
+    def shows_deleted_project(self, sid: str) -> bool:
+        """Whether ``sid`` is a view of a project that is not there any more (deleted in another tab)."""
+        name = split_view(sid)[1]
+        return name is not None and not storage.Project.is_project(self._alive(sid) / name)
+
     def project_dir(self, sid: str) -> Path:
         """The project folder of a view; for a bare id the one opened last, else the most recently
         changed, else ``project`` (may not exist yet). Using it keeps the session alive.
@@ -79,9 +85,8 @@ class SessionManager:
         folder = self._alive(sid)
         name = split_view(sid)[1]
         if name is not None:
-            if not storage.Project.is_project(folder / name):
-                raise ProjectError("This tab's project was deleted (in another tab or window): open one of "
-                                   "your projects in the Project tab, or reload the page.")
+            if self.shows_deleted_project(sid):
+                raise ProjectError(DELETED_ELSEWHERE + " in the Project tab, or reload the page.")
             return folder / name
         name = storage.last_opened(folder)
         if name is None or not _PROJECT_NAME.match(name):
