@@ -16,6 +16,7 @@ from storymaker.domain.lettering import (
     FONT_DIR,
     FontChain,
     FontError,
+    SUPERSAMPLE,
     LetteringOptions,
     TextLine,
     default_chain,
@@ -328,3 +329,23 @@ def test_random_panels_keep_bubbles_apart_and_inside():
         for b in speech:  # every tail heads toward its target
             cx, cy = b.box.center
             assert math.dist(b.tip, b.target) < math.dist((cx, cy), b.target) + 1e-6
+
+
+@pytest.mark.parametrize("bold", [False, True])
+def test_text_is_as_wide_drawn_as_measured_at_preview_sizes(bold):
+    """A comic preview letters at 60 dpi: 4-6 pixel fonts, where hinting makes a glyph's advance
+    anything but proportional to the size. Text was measured at the size rounded to whole pixels and
+    drawn at twice the size (anti-aliasing), so a caption ran up to 12% past its box. Measured as it
+    is drawn, the drawn line ends where its measure says (within a pixel)."""
+    chain = default_chain(bold)
+    text = "Every night, Mara climbed to the lighthouse."
+    for size in (4.1, 4.4, 4.6, 5.3, 6.7, 9.5, 13.2, 24.0):
+        width = chain.measure(text, size)
+        layer = Image.new("L", (int(width * SUPERSAMPLE) + 80, int(size * 6) + 20), 0)
+        line = TextLine(text, 10.0, size * 2, width)
+        draw_text_line(ImageDraw.Draw(layer), line, chain, size, "white", scale=SUPERSAMPLE)
+        ink = layer.getbbox()
+        assert ink is not None
+        drawn_right = ink[2] / SUPERSAMPLE
+        assert drawn_right <= 10.0 + width + 1.0, (size, drawn_right - 10.0, width)
+        assert drawn_right >= 10.0 + width - max(2.0, 0.06 * width), (size, drawn_right - 10.0, width)
