@@ -134,3 +134,14 @@ def test_the_browser_key_survives_a_restart(tmp_path):
     assert stat.S_IMODE((tmp_path / "browser-secret").stat().st_mode) == 0o600
     state = [b for b in make_studio(tmp_path / "d").blocks.blocks.values() if type(b).__name__ == "BrowserState"]
     assert len(state) == 1 and state[0].storage_key == "storymaker-session"
+
+
+def test_the_style_menu_follows_a_style_line_typed_by_hand(studio):
+    """The menu showed a typed ``style: manga`` only after a reload (QA)."""
+    validate = _fn(studio, "validate_script")
+    outputs = [getattr(o, "elem_id", None) for o in validate.outputs]
+    view = studio.context.open_view(studio.context.sessions.new_session())
+    values = dict(zip(outputs, validate.fn(view, "title: T\nstyle: manga\n\na cat on a roof\n", None)))
+    assert values["style-menu"] == "manga" and "valid: 1 panel" in values["script-issues"]
+    values = dict(zip(outputs, validate.fn(view, "title: T\nstyle: ink and rain\n\na cat on a roof\n", None)))
+    assert values["style-menu"] is None  # free text is not a library style

@@ -233,9 +233,10 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     def on_change(sid, text, seen):
         kept = save_script(ctx, sid, text, seen)
         listed = gr.update(choices=history_choices(ctx, sid)) if kept is not None else gr.skip()
-        return (*check_report(ctx, sid, text, kept), text or "", listed)
+        # The style menu follows a style: line typed by hand.
+        return (*check_report(ctx, sid, text, kept), text or "", listed, script_header(text)[1])
 
-    checked = [issues, panels, base, history]
+    checked = [issues, panels, base, history, style_menu]
     changed = editor.change(user_errors(on_change), [session, editor, base], checked, trigger_mode="always_last",
                             show_progress="hidden", api_name="validate_script")
 
