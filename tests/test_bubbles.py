@@ -28,7 +28,8 @@ from storymaker.domain.story import Dialogue, Panel
 from storymaker.perception.base import DetectedFace
 from storymaker.perception.heads import detect_and_record, detect_heads
 from storymaker.services.draft import draw_draft
-from storymaker.services.export import ComicPanel, _heads, render_comic
+from storymaker.services.export import ComicPanel, render_comic
+from storymaker.services.export.compose import _heads
 from storymaker.services.jobs import CharacterSlot, PanelJob
 from storymaker.services.poses import PoseLibrary
 

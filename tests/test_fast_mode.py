@@ -12,6 +12,7 @@ from storymaker.models import weights
 from storymaker.models.fast import FAST_ADAPTER, ensure_fast_lora, fast_lora_loaded
 from storymaker.models.tiny import tiny_conditioning, tiny_lightning_lora, with_tiny_fast_lora
 from storymaker.models.tiny import tiny_pipeline as plain_tiny_pipeline
+from storymaker.models.weights.hub import _download_patterns
 
 
 def tiny_pipeline(**kwargs):
@@ -125,7 +126,7 @@ def test_download_and_doctor_know_the_fast_lora(tmp_path, capsys):
     assert spec.source == "ByteDance/SDXL-Lightning" and spec.files == (weights.FAST_LORA_FILENAME,)
     assert not spec.required
     repo_files = ["sdxl_lightning_2step_lora.safetensors", weights.FAST_LORA_FILENAME, "sdxl_lightning_4step_unet.safetensors"]
-    assert weights._download_patterns(spec, repo_files, True) == [weights.FAST_LORA_FILENAME]
+    assert _download_patterns(spec, repo_files, True) == [weights.FAST_LORA_FILENAME]
     # A pipeline load never requires it (only a Fast render does).
     assert "fast_lora" not in {s.key for s in weights.model_specs(Settings(data_dir=tmp_path), fast=False)}
     assert main(["doctor"]) == 0

@@ -7,6 +7,7 @@ from pathlib import Path
 from net_guard import no_network  # noqa: F401  (a fixture: any network access or sleep fails the test)
 from storymaker.cli import main
 from storymaker.models import weights
+from storymaker.models.weights import hub
 
 
 def test_doctor_reports_environment_and_missing_weights_without_network(no_network, capsys):
@@ -66,7 +67,7 @@ def test_download_without_network_fails_fast(no_network, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
     probes, hub_calls = [], []
-    monkeypatch.setattr(weights, "_probe_hub", lambda timeout=5.0: probes.append(timeout) or
+    monkeypatch.setattr(hub, "_probe_hub", lambda timeout=5.0: probes.append(timeout) or
                         "cannot reach huggingface.co:443 (test)")
 
     def hub_client(name):
@@ -96,7 +97,7 @@ def test_download_with_hub_models_present_lists_manual_steps(monkeypatch, tmp_pa
     monkeypatch.setenv("STORYMAKER_FAST_LORA", str(fast_lora))
     for key in ("BASE_MODEL", "IMAGE_ENCODER", "CONTROLNET_POSE"):
         monkeypatch.setenv(f"STORYMAKER_{key}", "")
-    monkeypatch.setattr(weights, "status", _fake_status(weights.status))
+    monkeypatch.setattr(hub, "status", _fake_status(weights.status))
     annotators = tmp_path / "annotators"
     annotators.mkdir()
     for name in weights.POSE_ANNOTATOR_FILES:

@@ -3,7 +3,7 @@ and drawing captions and speech bubbles anti-aliased with PIL.
 
 Where balloons go is ``domain/bubbles.py`` (``plan_lettering``): it returns :class:`Balloon` objects
 (shape box, tail triangle, text lines with baselines) in page pixels, which the PNG path draws with
-:func:`draw_balloons` and the PDF path (``services/export.py``) draws as vector shapes and real text.
+:func:`draw_balloons` and the PDF path (``services/export/pdf.py``) draws as vector shapes and real text.
 Fonts live in ``assets/fonts`` (see its README for licences).
 """
 
