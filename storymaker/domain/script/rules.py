@@ -210,8 +210,9 @@ def outfit_problem(outfits: OutfitLookup | None, name: str, outfit: str) -> str 
            f"{shlex.quote(name)} {shlex.quote(outfit.strip())} IMAGE`")
     if not have:
         return f"{name} has no outfit called {outfit.strip()!r} (no outfits yet): {add}, or remove the outfit"
-    close = difflib.get_close_matches(key, [n.casefold() for n in have], n=1, cutoff=0.6)
-    hint = f"did you mean {have[[n.casefold() for n in have].index(close[0])]!r}? " if close else ""
+    folded = {n.casefold(): n for n in have}
+    close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.6)
+    hint = f"did you mean {folded[close[0]]!r}? " if close else ""
     return f"{name} has no outfit called {outfit.strip()!r}; {hint}{name}'s outfits: {quote_list(have)} ({add})"
 
 
