@@ -262,7 +262,7 @@ def test_issues_in_an_indented_prompt_point_at_its_column():
         ("size: 960*1280\n", 1, 7, ["is not WIDTHxHEIGHT", "size: 960x1280"]),
         ("size: 961x1280\n", 1, 7, ["multiples of 8", "960x1280"]),
         ("size: 9000x8\n", 1, 7, ["too large"]),
-        ("seed: -1\n", 1, 7, ["seed '-1' is not a whole number"]),
+        ("seed: -1\n", 1, 7, ["seed -1 is out of range: use 0 to 4294967295"]),  # a whole number, out of range
         ("seed: 99999999999\n", 1, 7, ["seed 99999999999 is out of range"]),
         ("steps: 0\n", 1, 8, ["steps 0 is out of range: use 1 to 1000"]),
         ("guidance: lots\n", 1, 11, ["guidance 'lots' is not a number"]),
@@ -410,3 +410,80 @@ def test_importing_the_script_and_storage_modules_stays_light():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------------
+# What the render would refuse, refused by the check at its line (QA r04, r05, r09, s06)
+# --------------------------------------------------------------------------------------------
+OUTFITS = {"Mara": ["red coat", "Dress"], "Theo": []}
+
+
+def test_an_outfit_the_character_does_not_have_is_an_error_at_its_line():
+    text = "[Mara] and [Theo] in the rain\n  outfit: Mara=raincoat, Theo=coat\n"
+    report = check(text, NAMES, poses=POSES, outfits=OUTFITS)
+    mara, theo = report.errors
+    assert (mara.line, mara.column) == (2, 16)  # at the outfit's name
+    assert "Mara has no outfit called 'raincoat'" in mara.message
+    assert "did you mean 'red coat'?" in mara.message and "Mara's outfits: red coat, Dress" in mara.message
+    assert (theo.line, theo.column) == (2, 31)
+    assert "Theo has no outfit called 'coat' (no outfits yet)" in theo.message
+    assert "Characters tab" in theo.message and "python -m storymaker characters outfit Theo coat IMAGE" in theo.message
+    # Registered outfits pass, matched as the render matches them (case, spaces); the text is kept.
+    story = parse_script("[Mara] a\n  outfit: mara= DRESS \n", NAMES, outfits=OUTFITS)
+    assert story.panels[0].outfits == (("Mara", "DRESS"),)
+    # A character missing from the mapping has no outfits; without a mapping nothing is checked.
+    assert "Ada has no outfit called 'hat' (no outfits yet)" in str(check(
+        "[Ada] a\n  outfit: Ada=hat\n", NAMES, outfits=OUTFITS).errors[0])
+    assert check("[Ada] a\n  outfit: Ada=hat\n", NAMES).ok
+
+
+def test_a_size_above_the_configured_largest_side_is_an_error_at_its_line():
+    text = "size: 4096x4096\n\na street\n\na harbour\n  size: 1024x3000\n\na hill\n  size: 2048x2048\n"
+    report = check(text, NAMES, max_side=2048)
+    header, panel = report.errors
+    assert (header.line, header.column) == (1, 7)
+    assert "above the largest panel side this app renders (2048 pixels)" in header.message
+    assert "e.g. 2048x2048" in header.message and "STORYMAKER_MAX_PANEL_SIDE" in header.message
+    assert (panel.line, panel.column) == (6, 9) and "size 1024x3000" in panel.message
+    assert "e.g. 696x2048" in panel.message  # the same shape, within the limit, multiples of 8
+    assert check(text, NAMES).ok  # without the app's limit: only the format's 8192
+    assert check(text.replace("4096x4096", "2048x1024").replace("1024x3000", "1024x2000"), NAMES, max_side=2048).ok
+
+
+def test_seeds_out_of_range_are_refused_with_the_range():
+    for value in ("99999999999999999999", "-5", "4294967296"):
+        issue = one_error(f"[Mara] a\n  seed: {value}\n")
+        assert (issue.line, issue.column) == (2, 9)
+        assert issue.message == f"seed {int(value)} is out of range: use 0 to 4294967295"
+    assert parse_script("seed: 4294967295\n[Mara] a\n  seed: 0\n", NAMES).seed == 4294967295
+
+
+def test_seed_option_is_the_seed_box_and_command_line_rule():
+    from storymaker.domain.script import MAX_SEED, seed_option
+
+    for story_seeds in (None, "", " ", -1, -1.0, "-1"):
+        assert seed_option(story_seeds) is None
+    assert seed_option(0) == 0 and seed_option(5.0) == 5 and seed_option("+7") == 7
+    assert seed_option(MAX_SEED) == MAX_SEED
+    for bad, says in ((99999999999999999999, "out of range"), (1e20, "out of range"), (-5, "out of range"),
+                      (MAX_SEED + 1, "out of range"), (2.5, "not a whole number"), ("abc", "not a whole number"),
+                      (True, "not a whole number")):
+        with pytest.raises(InvalidInputError) as info:
+            seed_option(bad, "--seed")
+        message = str(info.value)
+        assert message.startswith("--seed ") and says in message
+        assert "use 0 to 4294967295, or -1 for the story's seeds" in message
+
+
+def test_an_unregistered_name_among_four_is_an_error_and_so_is_the_count():
+    """s06: [Nobody] and three registered names got the unknown-name error with the '3 characters'
+    warning: registering Nobody would then make it 4, an error. Both errors now, no warning."""
+    report = check("[Nobody] and [Mara] and [Theo] and [Ada] dance\n", NAMES)
+    assert [(e.line, e.column) for e in report.errors] == [(1, 1), (1, 36)]
+    assert "[Nobody] is not a registered character" in report.errors[0].message
+    assert "4 characters in one panel ([Nobody], [Mara], [Theo], [Ada])" in report.errors[1].message
+    assert report.warnings == ()
+    # A misspelt name counts as the one it is close to: three people, still the warning.
+    report = check("[Maraa] and [Mara] and [Theo] and [Ada] dance\n", NAMES)
+    assert len(report.errors) == 1 and "did you mean [Mara]?" in report.errors[0].message
+    assert [w.message[:24] for w in report.warnings] == ["3 characters in one pane"]

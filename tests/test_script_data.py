@@ -146,3 +146,24 @@ def test_yaml_with_a_byte_order_mark_and_unicode(tmp_path):
     path.write_bytes("\ufefftitle: Café ☕\npanels:\n- prompt: '[Mara] sips 茶'\n".encode("utf-8"))
     story = load_story(path, NAMES)
     assert story.title == "Café ☕" and story.panels[0].prompt == "[Mara] sips 茶"
+
+
+def test_data_form_refuses_unregistered_outfits_and_sizes_above_the_limit_as_the_script_does(tmp_path):
+    outfits = {"Mara": ["coat"], "Theo": ["raincoat"]}
+    assert story_from_data(GOOD, NAMES, poses=POSES, outfits=outfits, max_side=1280) == story_from_data(GOOD, NAMES)
+    data = json.loads(json.dumps(GOOD))
+    data["size"] = [4096, 4096]
+    data["panels"][0]["size"] = [1024, 3000]
+    data["panels"][1]["outfits"] = {"Mara": "dress", "theo": "raincoat"}
+    with pytest.raises(StoryDataError) as info:
+        story_from_data(data, NAMES, poses=POSES, outfits=outfits, max_side=2048)
+    found = dict(info.value.problems)
+    assert set(found) == {"$.size", "$.panels[0].size", "$.panels[1].outfits.Mara"}
+    assert "above the largest panel side this app renders (2048 pixels)" in found["$.size"]
+    assert "Mara has no outfit called 'dress'" in found["$.panels[1].outfits.Mara"]
+    # load_story passes them on for every form.
+    for name, text in (("s.json", json.dumps(data)), ("s.txt", "[Mara] a\n  outfit: Mara=dress\n  size: 4096x8\n")):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(InvalidInputError, match="(?s)(?=.*no outfit called 'dress')(?=.*2048 pixels)"):
+            load_story(tmp_path / name, NAMES, poses=POSES, outfits=outfits, max_side=2048)
+        load_story(tmp_path / name, NAMES, poses=POSES)  # not checked without them

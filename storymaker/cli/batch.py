@@ -90,6 +90,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     size = parse_size(args.size) if args.size else None
     if args.steps is not None and args.steps < 1:
         raise InvalidInputError("--steps must be at least 1.")
+    from ..domain.script import seed_option
+
+    args.seed = seed_option(args.seed, "--seed")  # render's and the Render tab's rule
     plans = _plan(args)
     if args.backend:
         settings = settings.replace(backend=args.backend)
@@ -113,7 +116,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             registry = services.character_registry(project)
             poses = services.pose_library(project)
             _register_characters(registry, args.characters, overwrite=False)
-            story = _force(_load_story(story_path, registry, poses), size, args.steps)
+            story = _force(_load_story(story_path, registry, poses, settings.max_panel_side), size, args.steps)
             if not story.panels:
                 raise InvalidInputError(f"The story {story_path} has no panels: write at least one panel line.")
             if story_path.suffix.lower() in (".txt", ".story"):

@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     parser.add_argument("--panels", default=None, metavar="LIST",
                         help="only these panels, 1-based, e.g. 1,3 or 2-4 (the others keep their selected version)")
     parser.add_argument("--layout", choices=LAYOUTS, default="pages", help="comic layout (default: pages)")
-    parser.add_argument("--seed", type=int, default=None, help="story base seed (replaces the script's)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="story base seed, 0 to 4294967295 (replaces the script's; -1: the script's seeds)")
     parser.add_argument("--size", default=None, metavar="WxH",
                         help="render every panel at this size (replaces the script's sizes)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps for every panel")
@@ -143,17 +144,21 @@ def _register_characters(registry, specs, overwrite: bool) -> None:
         known.add(name.casefold())
 
 
-def _load_story(path: Path, registry, poses):
+def _load_story(path: Path, registry, poses, max_side: int | None = None):
+    """The story checked as the Story tab checks it: registered names, pose people counts, each
+    character's outfits and (``max_side``) the largest panel side rendered; before any work."""
     from ..domain.script import load_story
 
     if not path.is_file():
         raise InvalidInputError(f"The story file {str(path)!r} does not exist.")
     from ..errors import ScriptError
 
-    names = [c.name for c in registry.list()]
+    characters = registry.list()
+    names = [c.name for c in characters]
     counts = {p.name: p.num_people for p in poses.list()}
+    outfits = {c.name: [o.name for o in c.outfits] for c in characters}
     try:
-        return load_story(path, names, poses=counts)
+        return load_story(path, names, poses=counts, outfits=outfits, max_side=max_side)
     except ScriptError as err:
         # Name the file (batch reads several) and the command line's own way to register.
         text = f"{path}: {err}"
@@ -208,6 +213,7 @@ def check_output(out: Path, text: str) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from ..domain.script import seed_option
     from ..services.container import build_services
     from ..services.gpu import check_story_sizes
 
@@ -222,6 +228,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         check_panel_size(*size, settings, what="--size")
     if args.steps is not None and args.steps < 1:
         raise InvalidInputError("--steps must be at least 1.")
+    args.seed = seed_option(args.seed, "--seed")  # the Render tab's rule: refused out of range, never wrapped
     if getattr(args, "quality", None):
         settings = settings.replace(quality=args.quality)
     if args.backend:
@@ -245,7 +252,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     poses = services.pose_library(project)
     _register_characters(registry, args.characters, args.overwrite)
 
-    story = _force(_load_story(Path(args.story), registry, poses), size, args.steps)
+    story = _force(_load_story(Path(args.story), registry, poses, settings.max_panel_side), size, args.steps)
     if not story.panels:
         raise InvalidInputError(f"The story {args.story} has no panels: write at least one panel line.")
     indices = parse_panels(args.panels, len(story.panels))

@@ -190,9 +190,22 @@ class StudioContext:
     def script_inputs(self, sid: str) -> tuple[str, list[str], dict[str, int]]:
         """(script text, registered character names, pose name -> people count) of the session."""
         project = self.project(sid)
-        names = [c.name for c in self.services.character_registry(project).list()]
-        poses = {p.name: p.num_people for p in self.services.pose_library(project).list()}
-        return project.read_script(), names, poses
+        checks = self.script_checks(sid, project)
+        return project.read_script(), checks["characters"], checks["poses"]
+
+    def script_checks(self, sid: str, project=None) -> dict[str, Any]:
+        """What the script checker needs besides the text, as plain data, for
+        ``check(text, **ctx.script_checks(sid))``: the registered names, pose name -> people count,
+        each character's outfit names and the largest panel side the app renders, so that the
+        Story tab refuses what the render would (whatever the backend)."""
+        project = project if project is not None else self.project(sid)
+        characters = self.services.character_registry(project).list()
+        return {
+            "characters": [c.name for c in characters],
+            "poses": {p.name: p.num_people for p in self.services.pose_library(project).list()},
+            "outfits": {c.name: [o.name for o in c.outfits] for c in characters},
+            "max_side": self.settings.max_panel_side,
+        }
 
     def story(self, sid: str, *, strict: bool = True):
         """The session's saved script parsed against its characters and poses.
@@ -202,19 +215,17 @@ class StudioContext:
         """
         from ..domain.script import check, parse_script
 
-        text, names, poses = self.script_inputs(sid)
+        project = self.project(sid)
+        text, checks = project.read_script(), self.script_checks(sid, project)
         if strict:
             if not text.strip():
                 from ..errors import InvalidInputError
 
                 raise InvalidInputError("The story is empty: write a script in the Story tab first.")
-            from ..services.gpu import check_story_sizes
-
-            story = parse_script(text, names, poses=poses)
-            # Scripted sizes above the configured maximum fail here, before any work.
-            check_story_sizes(story, self.settings, default_size=(8, 8))
-            return story
-        return check(text, names, poses=poses).story
+            # Sizes above the configured maximum and outfits a character does not have fail here,
+            # before any work, with the Story tab's messages.
+            return parse_script(text, **checks)
+        return check(text, **checks).story
 
     def engine(self, sid: str, **overrides):
         """A render engine over the session's project, with per-request settings ``overrides``

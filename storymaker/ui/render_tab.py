@@ -77,7 +77,9 @@ def settings_from_widgets(width, height, steps, guidance, ip_scale, lora_scale, 
         raise InvalidInputError("Width and height must be whole numbers (multiples of 8).") from None
     if w % 8 or h % 8 or w <= 0 or h <= 0:
         raise InvalidInputError(f"Size {w}x{h} is not usable: width and height must be multiples of 8.")
-    seed_value = None if seed in (None, "", -1) or (isinstance(seed, (int, float)) and seed < 0) else int(seed)
+    from ..domain.script import seed_option
+
+    seed_value = seed_option(seed, "Seed")  # the script's and --seed's rule: 0 to 2**32-1, -1 = the story's
     return RenderSettings(w, h, int(steps), float(guidance), float(ip_scale), float(lora_scale),
                           float(cn_scale), seed_value, min(16, max(1, int(best_of or 1))))
 

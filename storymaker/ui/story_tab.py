@@ -95,10 +95,11 @@ def check_report(ctx: StudioContext, sid: str, text: str, kept=None) -> tuple[st
 
     text = text or ""
     lines = [warn(OTHER_TAB)] if kept is not None else []
-    _, names, poses = ctx.script_inputs(sid)
+    checks = ctx.script_checks(sid)
+    names = checks["characters"]
     if not text.strip():
         return "\n\n".join([*lines, "Write a story: one panel per line (see the format help)."]), []
-    report = check(text, names, poses=poses)
+    report = check(text, **checks)  # the render's own limits: what is valid here renders
     rows = panel_rows(report.story) if report.story is not None else []
     if report.errors:
         count = len(report.errors)

@@ -2,24 +2,29 @@
 
 Public API::
 
-    parse_script(text, characters=None, *, poses=None) -> Story          # ScriptError with all issues
-    parse_script_with_warnings(text, characters=None, *, poses=None) -> tuple[Story, tuple[ScriptIssue, ...]]
-    check(text, characters=None, *, poses=None) -> ScriptReport        # never raises (live validation)
+    parse_script(text, characters=None, *, poses=None, outfits=None, max_side=None) -> Story  # ScriptError
+    parse_script_with_warnings(text, characters=None, *, ...) -> tuple[Story, tuple[ScriptIssue, ...]]
+    check(text, characters=None, *, ...) -> ScriptReport               # never raises (live validation)
     panel_warnings(panel, *, poses=None) -> tuple[str, ...]
     with_header_value(text, key, value) -> str                          # set e.g. style: in the text
     format_script(story) -> str                                         # parse(format(s)) == s
     prompt_for_model(panel, story, nouns, styles=None) -> str           # [Name] -> noun, style applied
     negative_for_model(panel, story, default="", styles=None) -> str
     style_for_panel(panel, story, styles=None) -> (Style | None, str)   # library style or free text
-    story_from_data(data, characters=None, *, poses=None) -> Story      # StoryDataError with JSON paths
+    story_from_data(data, characters=None, *, ...) -> Story             # StoryDataError with JSON paths
     story_to_data(story) -> dict
-    load_story(path, characters=None, *, poses=None) -> Story           # .txt/.story, .yaml/.yml, .json
+    load_story(path, characters=None, *, ...) -> Story                  # .txt/.story, .yaml/.yml, .json
     save_story(story, path) -> Path
     story_to_json(story) -> str / story_to_yaml(story) -> str
+    seed_option(value, what="Seed") -> int | None                       # a seed box / --seed: -1 = story's
 
 ``characters`` are the registered names (``None``: do not check registration, keep names as
 written). ``poses`` tells how many people a named pose has: a callable returning ``int | None``
 (None = unknown pose) or a mapping name -> count (which also gives "did you mean" suggestions).
+``outfits`` maps each registered name to its outfit names (``None``: outfits not checked);
+``max_side`` is the largest panel side the app renders (``None``: only the format's :data:`MAX_SIDE`).
+All plain data: the callers (the studio, the CLI) read them from the registry and the settings, so
+that the check refuses exactly what the render would, whatever the backend.
 
 The modules: :mod:`.rules` (what the text and data forms share: names, markers, poses, values),
 :mod:`.parser` (text -> Story), :mod:`.formatter` (Story -> text), :mod:`.model_text` (the text
@@ -66,17 +71,20 @@ from .rules import (
     MAX_SIDE,
     MAX_STEPS,
     PANEL_KEYS,
+    STORY_SEEDS,
     TRAINED_CHARACTERS,
+    OutfitLookup,
     PoseLookup,
     normalize_name,
     scan_markers,
+    seed_option,
 )
 
 __all__ = [
     "HEADER_END", "HEADER_KEYS", "JSON_SUFFIXES", "MAX_CHARACTERS", "MAX_GUIDANCE", "MAX_SEED", "MAX_SIDE",
-    "MAX_STEPS", "PANEL_KEYS", "SCRIPT_SUFFIXES", "STORY_SCHEMA", "TRAINED_CHARACTERS", "YAML_SUFFIXES",
-    "PoseLookup", "ScriptReport", "StoryDataError", "check", "format_script", "load_story", "negative_for_model",
+    "MAX_STEPS", "PANEL_KEYS", "SCRIPT_SUFFIXES", "STORY_SCHEMA", "STORY_SEEDS", "TRAINED_CHARACTERS",
+    "YAML_SUFFIXES", "OutfitLookup", "PoseLookup", "ScriptReport", "StoryDataError", "check", "format_script", "load_story", "negative_for_model",
     "normalize_name", "panel_warnings", "parse_script", "parse_script_with_warnings", "prompt_for_model",
-    "save_story", "scan_markers", "story_from_data", "style_for_panel", "story_to_data", "story_to_json", "story_to_yaml",
+    "save_story", "scan_markers", "seed_option", "story_from_data", "style_for_panel", "story_to_data", "story_to_json", "story_to_yaml",
     "with_header_value",
 ]

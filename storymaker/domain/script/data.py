@@ -16,8 +16,11 @@ from .rules import (
     MAX_SIDE,
     MAX_STEPS,
     Names,
+    OutfitLookup,
     PoseLookup,
     bind,
+    outfit_problem,
+    parse_size,
     pose_problem,
     resolve_in_panel,
     single_line,
@@ -111,13 +114,14 @@ def _json_path(parts: Iterable[Any]) -> str:
 
 
 def story_from_data(
-    data: Any, characters: Iterable[str] | None = None, *, poses: PoseLookup | None = None, source: str = ""
+    data: Any, characters: Iterable[str] | None = None, *, poses: PoseLookup | None = None, source: str = "",
+    outfits: OutfitLookup | None = None, max_side: int | None = None,
 ) -> Story:
     """Build a Story from YAML/JSON data validated against :data:`STORY_SCHEMA`.
 
     The script's rules apply too ([Name] binding and registration, character limit, pose fit,
-    outfits of characters in the panel, one-line texts). StoryDataError lists every problem with
-    its JSON path (``$.panels[2].prompt``).
+    outfits of characters in the panel and registered for them, sizes up to ``max_side``, one-line
+    texts). StoryDataError lists every problem with its JSON path (``$.panels[2].prompt``).
     """
     import jsonschema
 
@@ -144,8 +148,16 @@ def story_from_data(
         header[key] = data.get(key)
     if data.get("guidance") is not None:
         header["guidance"] = float(data["guidance"])
+    def size(path: str, value: list | None) -> tuple[int, int] | None:
+        if value is None:
+            return None
+        error = parse_size(f"{value[0]}x{value[1]}", max_side)[1]
+        if error:
+            problems.append((path, error))
+        return tuple(value)
+
     if data.get("size") is not None:
-        header["size"] = tuple(data["size"])
+        header["size"] = size("$.size", data["size"])
     panels = []
     for i, raw in enumerate(data.get("panels", [])):
         at = f"$.panels[{i}]"
@@ -160,7 +172,7 @@ def story_from_data(
             error = pose_problem(poses, pose, None if bind_failed else chars)
             if error:
                 problems.append((f"{at}.pose", error))
-        outfits = []
+        worn = []
         for who, what in raw.get("outfits", {}).items():
             path = f"{at}.outfits.{who}"
             if bind_failed:
@@ -173,8 +185,12 @@ def story_from_data(
             if any(c in who for c in ",=") or "," in what or not what.strip():
                 problems.append((path, "outfit names cannot contain ',' (nor '=' in character names)"))
                 continue
-            outfits.append((name, what.strip()))
-        outfits = slot_order(outfits, chars)
+            error = outfit_problem(outfits, name, what)
+            if error:
+                problems.append((path, error))
+                continue
+            worn.append((name, what.strip()))
+        worn = slot_order(worn, chars)
         dialogue = []
         for j, line in enumerate(raw.get("dialogue", [])):
             path = f"{at}.dialogue[{j}]"
@@ -196,8 +212,8 @@ def story_from_data(
             pose=pose,
             caption=text(f"{at}.caption", raw.get("caption")),
             seed=raw.get("seed"),
-            size=tuple(raw["size"]) if raw.get("size") is not None else None,
-            outfits=tuple(outfits),
+            size=size(f"{at}.size", raw.get("size")),
+            outfits=tuple(worn),
             steps=raw.get("steps"),
             guidance=float(raw["guidance"]) if raw.get("guidance") is not None else None,
             negative=text(f"{at}.negative", raw.get("negative")),
@@ -253,9 +269,11 @@ def _story_kind(path: Path) -> str:
 
 
 def load_story(
-    path: str | Path, characters: Iterable[str] | None = None, *, poses: PoseLookup | None = None
+    path: str | Path, characters: Iterable[str] | None = None, *, poses: PoseLookup | None = None,
+    outfits: OutfitLookup | None = None, max_side: int | None = None,
 ) -> Story:
-    """Read a story from a script (.txt/.story), YAML (.yaml/.yml) or JSON (.json) file."""
+    """Read a story from a script (.txt/.story), YAML (.yaml/.yml) or JSON (.json) file, with the
+    same checks in every form (``outfits``, ``max_side``: see :func:`parse_script`)."""
     path = Path(path)
     kind = _story_kind(path)
     try:
@@ -267,7 +285,7 @@ def load_story(
     except OSError as err:
         raise InvalidInputError(f"{path}: cannot read it ({err.strerror})") from None
     if kind == "script":
-        return parse_script(raw, characters, poses=poses)
+        return parse_script(raw, characters, poses=poses, outfits=outfits, max_side=max_side)
     if kind == "json":
         try:
             data = json.loads(raw)
@@ -283,7 +301,7 @@ def load_story(
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "$"
             problem = getattr(err, "problem", None) or str(err)
             raise StoryDataError([(where, f"not valid YAML: {problem}")], str(path)) from None
-    return story_from_data(data, characters, poses=poses, source=str(path))
+    return story_from_data(data, characters, poses=poses, source=str(path), outfits=outfits, max_side=max_side)
 
 
 def save_story(story: Story, path: str | Path) -> Path:

@@ -18,9 +18,12 @@ from .rules import (
     SMART_QUOTES,
     VALUE_PARSERS,
     Names,
+    OutfitLookup,
     PoseLookup,
     bind,
     normalize_name,
+    outfit_problem,
+    parse_value,
     pose_problem,
     resolve_in_panel,
     single_line,
@@ -52,12 +55,15 @@ class ScriptReport:
 
 
 class _Parser:
-    def __init__(self, text: str, characters: Iterable[str] | None, poses: PoseLookup | None):
+    def __init__(self, text: str, characters: Iterable[str] | None, poses: PoseLookup | None,
+                 outfits: OutfitLookup | None = None, max_side: int | None = None):
         if text.startswith("\ufeff"):
             text = text[1:]
         self.lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         self.names = Names(characters)
         self.poses = poses
+        self.outfits = outfits
+        self.max_side = max_side
         self.errors: list[ScriptIssue] = []
         self.warnings: list[ScriptIssue] = []
         self.header: dict[str, Any] = {}
@@ -125,7 +131,7 @@ class _Parser:
             if not value:
                 self._issue(lineno, vcol, f"{key} has no value; write a value or remove the line")
                 return
-            parsed, error = VALUE_PARSERS[key](value)
+            parsed, error = parse_value(key, value, max_side=self.max_side)
             if error:
                 self._issue(lineno, vcol, error)
                 return
@@ -219,7 +225,7 @@ class _Parser:
             self._issue(lineno, vcol, f"{key} has no value; write a value or remove the line")
             return
         if key in VALUE_PARSERS:
-            parsed, error = VALUE_PARSERS[key](value)
+            parsed, error = parse_value(key, value, max_side=self.max_side)
             if error:
                 self._issue(lineno, vcol, error)
             else:
@@ -269,6 +275,10 @@ class _Parser:
             if any(normalize_name(n) == normalize_name(name) for n, _ in result):
                 self._issue(lineno, col, f"{name} has two outfits in this panel; keep one")
                 continue
+            error = outfit_problem(self.outfits, name, what)
+            if error:  # the render would refuse it (whatever the backend: draft refuses it too)
+                self._issue(lineno, col + (len(item.strip()) - len(what)), error)
+                continue
             result.append((name, what))
         p["outfits"] = slot_order(result, p["characters"])
 
@@ -295,24 +305,31 @@ class _Parser:
 
 
 def parse_script_with_warnings(
-    text: str, characters: Iterable[str] | None = None, *, poses: PoseLookup | None = None
+    text: str, characters: Iterable[str] | None = None, *, poses: PoseLookup | None = None,
+    outfits: OutfitLookup | None = None, max_side: int | None = None,
 ) -> tuple[Story, tuple[ScriptIssue, ...]]:
-    """Parse a script; return the story and its warnings. ScriptError lists every error."""
-    parser = _Parser(text, characters, poses)
+    """Parse a script; return the story and its warnings. ScriptError lists every error.
+
+    ``outfits`` (registered name -> its outfit names) and ``max_side`` (the largest panel side the
+    app renders) are checked when given, so that what parses is what the render accepts."""
+    parser = _Parser(text, characters, poses, outfits, max_side)
     story = parser.run()
     if parser.errors:
         raise ScriptError(parser.errors)
     return story, tuple(parser.warnings)
 
 
-def parse_script(text: str, characters: Iterable[str] | None = None, *, poses: PoseLookup | None = None) -> Story:
+def parse_script(text: str, characters: Iterable[str] | None = None, *, poses: PoseLookup | None = None,
+                 outfits: OutfitLookup | None = None, max_side: int | None = None) -> Story:
     """Parse a script (``SPEC-script.md``). ScriptError lists every error with line and column."""
-    return parse_script_with_warnings(text, characters, poses=poses)[0]
+    return parse_script_with_warnings(text, characters, poses=poses, outfits=outfits, max_side=max_side)[0]
 
 
-def check(text: str, characters: Iterable[str] | None = None, *, poses: PoseLookup | None = None) -> ScriptReport:
-    """Validate a script without raising (for live validation in the editor)."""
-    parser = _Parser(text, characters, poses)
+def check(text: str, characters: Iterable[str] | None = None, *, poses: PoseLookup | None = None,
+          outfits: OutfitLookup | None = None, max_side: int | None = None) -> ScriptReport:
+    """Validate a script without raising (for live validation in the editor); the same checks as
+    :func:`parse_script`."""
+    parser = _Parser(text, characters, poses, outfits, max_side)
     story = parser.run()
     return ScriptReport(
         errors=tuple(parser.errors),

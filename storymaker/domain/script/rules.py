@@ -8,9 +8,11 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import shlex
 from typing import Any, Callable, Iterable, Mapping, Union
 
 PoseLookup = Union[Callable[[str], "int | None"], Mapping[str, int]]
+OutfitLookup = Mapping[str, Iterable[str]]  # registered character name -> the names of its outfits
 
 MAX_CHARACTERS = 3
 TRAINED_CHARACTERS = 2
@@ -24,7 +26,7 @@ HEADER_END = "---"
 
 KEY_RE = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)[ \t]*:")
 _SIZE_RE = re.compile(r"(\d+)\s*[xX\u00d7]\s*(\d+)")
-_INT_RE = re.compile(r"[+]?\d+")
+_INT_RE = re.compile(r"[+-]?\d+")  # a sign is read, so "-5" is out of range, not "not a number"
 SMART_QUOTES = "\u201c\u201d\u201e\u00ab\u00bb"
 
 
@@ -66,14 +68,18 @@ class Names:
                 f"{shown} is not a registered character; no characters are registered yet: "
                 "register one (Characters tab or `python -m storymaker characters add`) first"
             )
-        close = difflib.get_close_matches(normalize_name(name), list(self.canonical), n=1, cutoff=0.6)
-        if close:
-            best = self.canonical[close[0]]
+        best = self.suggest(name)
+        if best is not None:
             return None, f"{shown} is not a registered character; did you mean {f'[{best}]' if brackets else best}?"
         return None, (
             f"{shown} is not a registered character; registered: "
             f"{quote_list(self.canonical.values())} (register it first or fix the spelling)"
         )
+
+    def suggest(self, written: str) -> str | None:
+        """The registered name closest to an unregistered ``written`` one (a likely misspelling)."""
+        close = difflib.get_close_matches(normalize_name(written), list(self.canonical), n=1, cutoff=0.6)
+        return self.canonical[close[0]] if close else None
 
 
 def scan_markers(prompt: str) -> tuple[list[tuple[str, int]], list[tuple[int, str]]]:
@@ -108,21 +114,29 @@ def bind(prompt: str, names: Names) -> tuple[tuple[str, ...], list[tuple[int, st
     markers, bracket_problems = scan_markers(prompt)
     problems: list[tuple[int, str, bool]] = [(o, m, False) for o, m in bracket_problems]
     bound: dict[str, str] = {}
+    # Everyone the prompt names, unregistered names included (a misspelt one as the name it is
+    # closest to): registering [Nobody] must not turn a panel that was "fine" into one too many.
+    named: dict[str, str] = {}
     extra_at: int | None = None
     for inner, offset in markers:
         name, error = names.resolve(inner)
         if error:
             problems.append((offset, error, False))
-            continue
-        key = normalize_name(name)
-        if key not in bound:
-            bound[key] = name
-            if len(bound) == MAX_CHARACTERS + 1:
+            if not inner.strip():
+                continue
+            likely = names.suggest(inner)
+            key, shown = normalize_name(likely or inner), likely or inner.strip()
+        else:
+            key, shown = normalize_name(name), name
+            bound.setdefault(key, name)
+        if key not in named:
+            named[key] = shown
+            if len(named) == MAX_CHARACTERS + 1:
                 extra_at = offset
     chars = tuple(bound.values())
-    if len(chars) > MAX_CHARACTERS:
+    if len(named) > MAX_CHARACTERS:
         problems.append((extra_at or 0, (
-            f"{len(chars)} characters in one panel ({quote_list(chars, '[', ']')}); the model has "
+            f"{len(named)} characters in one panel ({quote_list(named.values(), '[', ']')}); the model has "
             f"{MAX_CHARACTERS} character slots: split the panel or leave someone out"
         ), False))
     elif len(chars) == MAX_CHARACTERS:
@@ -178,6 +192,30 @@ def resolve_in_panel(written: str, chars: tuple[str, ...], names: Names) -> tupl
     return None, f"outfit for {name}, who is not in this panel ({present}); add [{name}] to the prompt or remove the outfit"
 
 
+def outfit_problem(outfits: OutfitLookup | None, name: str, outfit: str) -> str | None:
+    """Why ``name`` cannot wear ``outfit`` (None if it can, or if ``outfits`` is None: not checked).
+    ``outfits`` maps each registered character to the names of its outfits; matching ignores case
+    and surrounding spaces, as the render's does."""
+    if outfits is None:
+        return None
+    have: list[str] = []
+    for who, names in outfits.items():
+        if normalize_name(who) == normalize_name(name):
+            have = [str(n) for n in names]
+            break
+    key = outfit.strip().casefold()
+    if any(n.strip().casefold() == key for n in have):
+        return None
+    add = (f"add it in the Characters tab (Outfits) or with `python -m storymaker characters outfit "
+           f"{shlex.quote(name)} {shlex.quote(outfit.strip())} IMAGE`")
+    if not have:
+        return f"{name} has no outfit called {outfit.strip()!r} (no outfits yet): {add}, or remove the outfit"
+    folded = {n.casefold(): n for n in have}
+    close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.6)
+    hint = f"did you mean {folded[close[0]]!r}? " if close else ""
+    return f"{name} has no outfit called {outfit.strip()!r}; {hint}{name}'s outfits: {quote_list(have)} ({add})"
+
+
 def slot_order(outfits: list[tuple[str, str]], chars: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """Outfits are a mapping: keep them in character-slot order so that every form agrees."""
     slots = {normalize_name(c): i for i, c in enumerate(chars)}
@@ -191,7 +229,9 @@ def single_line(value: str) -> bool:
 # --------------------------------------------------------------------------------------------
 # Values: size, whole numbers, numbers
 # --------------------------------------------------------------------------------------------
-def parse_size(value: str) -> tuple[tuple[int, int] | None, str | None]:
+def parse_size(value: str, max_side: int | None = None) -> tuple[tuple[int, int] | None, str | None]:
+    """``(w, h)`` or an error. ``max_side``: the largest side the app renders (the settings'
+    ``max_panel_side``, passed in as a number), so that the check refuses what the render would."""
     m = _SIZE_RE.fullmatch(value.strip())
     if not m:
         return None, f"size {value!r} is not WIDTHxHEIGHT; write e.g. size: 960x1280"
@@ -200,7 +240,20 @@ def parse_size(value: str) -> tuple[tuple[int, int] | None, str | None]:
         return None, f"size {w}x{h}: width and height must be positive multiples of 8 (e.g. {max(8, w // 8 * 8)}x{max(8, h // 8 * 8)})"
     if w > MAX_SIDE or h > MAX_SIDE:
         return None, f"size {w}x{h} is too large: at most {MAX_SIDE} pixels a side"
+    if max_side is not None and (w > max_side or h > max_side):
+        scale = max_side / max(w, h)
+        smaller = f"{max(8, int(w * scale) // 8 * 8)}x{max(8, int(h * scale) // 8 * 8)}"
+        return None, (f"size {w}x{h} is above the largest panel side this app renders ({max_side} pixels): "
+                      f"use a smaller size (e.g. {smaller}), or raise STORYMAKER_MAX_PANEL_SIDE if the GPU has "
+                      "the memory")
     return (w, h), None
+
+
+def parse_value(key: str, value: str, *, max_side: int | None = None) -> tuple[Any, str | None]:
+    """A header or panel value (size, seed, steps, guidance): ``(parsed, None)`` or ``(None, error)``."""
+    if key == "size":
+        return parse_size(value, max_side)
+    return VALUE_PARSERS[key](value)
 
 
 def _parse_int(key: str, value: str, low: int, high: int) -> tuple[int | None, str | None]:
@@ -224,6 +277,29 @@ def _parse_float(key: str, value: str, low: float, high: float) -> tuple[float |
 
 
 _EXAMPLES = {"seed": 1234, "steps": 25}
+STORY_SEEDS = -1  # a seed box's or --seed's "no seed given": each panel keeps the story's seed
+
+
+def seed_option(value: Any, what: str = "Seed") -> int | None:
+    """A seed typed in the Render tab's box or given as ``--seed``: the script's rule (a whole
+    number from 0 to :data:`MAX_SEED`), or -1 / empty for the story's own seeds (None).
+    Anything else is refused (:class:`InvalidInputError` with the range), never wrapped."""
+    from ...errors import InvalidInputError
+
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a number box may give 5.0
+    text = str(value).strip()
+    use = f"use 0 to {MAX_SEED}, or {STORY_SEEDS} for the story's seeds."
+    if isinstance(value, bool) or not _INT_RE.fullmatch(text):
+        raise InvalidInputError(f"{what} {text} is not a whole number: {use}")
+    seed = int(text)
+    if seed == STORY_SEEDS:
+        return None
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidInputError(f"{what} {seed} is out of range: {use}")
+    return seed
 
 VALUE_PARSERS: dict[str, Callable[[str], tuple[Any, str | None]]] = {
     "size": parse_size,
