@@ -50,7 +50,8 @@ def load_pipeline_components(
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel, UniPCMultistepScheduler
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
 
-    from ..adapter import StoryMakerAdapter, load_checkpoint_state
+    from ..adapter import StoryMakerAdapter
+    from ..adapter_checkpoint import load_checkpoint_state
     from ..placement import resolve_memory_mode
 
     say = progress or (lambda message: None)
