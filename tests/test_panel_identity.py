@@ -121,6 +121,50 @@ def test_a_script_edited_during_a_render_does_not_misplace_the_render(ctx, sid):
     assert inserted and shown(ctx, sid) == [(2, A)]
 
 
+# -- typing: a prompt retyped key by key (the script is saved at each key) ----------------------------
+
+STREET = "a quiet street at noon"
+DRAGON = "a red dragon over a castle"
+
+
+def keyed(ctx, sid, old: str, new: str) -> None:
+    """Delete ``old`` (panel 1 of a two-panel script) with Backspace and type ``new``, each key
+    saved as the Story tab saves it."""
+    for text in [old[:n] for n in range(len(old) - 1, -1, -1)] + [new[:n] for n in range(1, len(new) + 1)]:
+        story_tab.validate(ctx, sid, f"title: Identity\n\n{text}\n\n{C}\n")
+
+
+def test_a_prompt_retyped_key_by_key_into_another_scene_is_a_new_empty_panel(ctx, sid):
+    story_tab.validate(ctx, sid, f"title: Identity\n\n{STREET}\n\n{C}\n")
+    render_tab.run_render(ctx, sid, "all", 1, OPTIONS)
+    keyed(ctx, sid, STREET, DRAGON)
+    assert shown(ctx, sid) == [(2, C)]  # the street render is not shown under the dragon
+    project = ctx.project(sid)
+    assert [len(p.versions) for p in project.panel_renders([DRAGON, C])] == [0, 1]
+    assert [p.metadata["source_prompt"] for p in comic_tab.comic_panels(ctx, sid)] == [C]
+    left = [k for k in project.known_panels() if k.position is None]
+    assert [[v.prompt for v in project.versions(k.id)] for k in left] == [[STREET]]  # kept
+    keyed(ctx, sid, DRAGON, STREET)  # typed back: the street panel and its render return
+    items = gallery(ctx, sid)
+    assert [(n, p) for n, p, _ in items] == [(1, STREET), (2, C)] and "changed" not in items[0][2]
+
+
+def test_a_gradual_rewording_close_to_the_rendered_prompt_keeps_the_render(ctx, sid):
+    story_tab.validate(ctx, sid, f"title: Identity\n\n{STREET}\n\n{C}\n")
+    render_tab.run_render(ctx, sid, "all", 1, OPTIONS)
+    night = "a quiet street at night"
+    for text in [STREET[:n] for n in range(len(STREET) - 1, len(STREET) - 5, -1)] + [
+            night[:n] for n in range(len(STREET) - 3, len(night) + 1)]:  # "noon" -> "night"
+        story_tab.validate(ctx, sid, f"title: Identity\n\n{text}\n\n{C}\n")
+    narrow = "a quiet narrow street at night"
+    for n in range(len("a quiet "), len("a quiet narrow ") + 1):  # "narrow " typed in
+        story_tab.validate(ctx, sid, f"title: Identity\n\n{narrow[:n] + night[len('a quiet '):]}\n\n{C}\n")
+    items = gallery(ctx, sid)
+    assert [(n, p) for n, p, _ in items] == [(1, STREET), (2, C)]
+    assert items[0][2].endswith("script changed since render")
+    assert [p.metadata["script_changed"] for p in comic_tab.comic_panels(ctx, sid)] == [True, False]
+
+
 # -- the comic --------------------------------------------------------------------------------------
 
 def comic_pairs(ctx, sid) -> list[tuple[str, str]]:

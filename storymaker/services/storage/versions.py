@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ...domain.panel_identity import KnownPanel, match_panels, same_prompt
+from ...domain.panel_identity import KnownPanel, match_panels, normalize_prompt, same_prompt
 from ...errors import InvalidInputError, ProjectError
 from ...fsutil import atomic_write_bytes, atomic_write_json
 from .folder import ProjectFolder, now, to_json
@@ -179,8 +179,15 @@ class PanelVersions(ProjectFolder):
 
     def known_panels(self) -> list[KnownPanel]:
         """Every panel the project remembers: the script's (as last matched) in order, then those
-        that left it (see :mod:`storymaker.domain.panel_identity`)."""
-        return [KnownPanel(e["id"], e.get("prompt"), e.get("position")) for e in self._entries(self.manifest())]
+        that left it (see :mod:`storymaker.domain.panel_identity`), with the wordings their renders
+        were made for."""
+        return [self._known(e) for e in self._entries(self.manifest())]
+
+    def _known(self, entry: Mapping[str, Any]) -> KnownPanel:
+        """The panel of a ``"panels"`` entry. Its rendered wordings come from its versions' own
+        records (the one source of what a render was made for), distinct, oldest first."""
+        rendered = {normalize_prompt(v.prompt): v.prompt for v in self._versions_in(entry) if v.prompt}
+        return KnownPanel(entry["id"], entry.get("prompt"), entry.get("position"), tuple(rendered.values()))
 
     def panel_ids(self, prompts: Sequence[str]) -> list[str]:
         """The stable id of each panel of a script (its prompts, in order), matched against the
@@ -190,8 +197,7 @@ class PanelVersions(ProjectFolder):
         with self._locked():
             data = self.manifest()
             before = self._entries(data)
-            matching = match_panels([KnownPanel(e["id"], e.get("prompt"), e.get("position")) for e in before],
-                                    prompts)
+            matching = match_panels([self._known(e) for e in before], prompts)
             by_id = {e["id"]: e for e in before}
             after = []
             for panel in matching.panels:
