@@ -347,6 +347,55 @@ def test_matching_rules():
     assert match([("a", A), ("u", None)], [A, X]).ids == ("a", "u")  # unknown prompt: by place
 
 
+def test_a_panel_with_renders_is_compared_with_what_was_rendered_not_with_its_last_wording():
+    from storymaker.domain.panel_identity import KnownPanel, match_panels
+
+    def ids(known, prompts):
+        counter = iter(range(1000))
+        return match_panels(known, prompts, new_id=lambda: f"new{next(counter)}").ids
+
+    # the QA chain: "a quiet street at noon" rendered, deleted down to "a", now "a r"
+    assert ids([KnownPanel("p", "a", 0)], ["a r", C]) == ("p", "new0")  # no render: follows
+    assert ids([KnownPanel("p", "a", 0, (STREET,))], ["a r", C]) == ("new0", "new1")
+    # still close to what was rendered, however far the last save had drifted
+    drifted = KnownPanel("p", "a quiet street at noon, rain", 0, (STREET,))
+    assert ids([drifted], ["a quiet street at night"]) == ("p",)
+    # any of its renders' wordings counts
+    assert ids([KnownPanel("p", "x", 0, (STREET, X))], ["two children build a sandcastle at noon"]) == ("p",)
+    # put back by its last wording or by a rendered one (typed, or pasted in one save)
+    left = [KnownPanel("n", "a red", 0), KnownPanel("p", "a quiet st", None, (STREET,))]
+    assert ids(left, ["a quiet st"]) == ("p",) and ids(left, [STREET]) == ("p",)
+    matching = match_panels(left, [STREET])
+    assert [(k.id, k.position, k.rendered) for k in matching.panels] == [("p", 0, (STREET,)), ("n", None, ())]
+
+
+def test_the_wordings_a_panel_was_rendered_for_follow_its_versions(tmp_path):
+    from storymaker.domain.panel_identity import KnownPanel
+
+    project = Project.create(tmp_path / "p")
+    [pid] = project.panel_ids([STREET])
+    image = Image.new("RGB", (16, 16))
+    first = project.add_version(pid, image, {"seed": 1, "source_prompt": STREET})
+    project.panel_ids(["a quiet street at night"])
+    second = project.add_version(pid, image, {"seed": 2, "source_prompt": "a quiet street at night"})
+    assert project.known_panels() == [KnownPanel(pid, "a quiet street at night", 0, (STREET, "a quiet street at night"))]
+    # recorded in project.json: a save of the script reads no render
+    [entry] = json.loads(project.manifest_path.read_text())["panels"]
+    assert entry["rendered"] == [STREET, "a quiet street at night"]
+    project.delete_version(pid, second.id)
+    assert project.known_panels()[0].rendered == (STREET,)
+    # a project saved before the wordings were recorded: read from the versions, then recorded
+    data = json.loads(project.manifest_path.read_text())
+    del data["panels"][0]["rendered"]
+    project.manifest_path.write_text(json.dumps(data))
+    assert project.panel_ids(["a"]) != [pid]  # compared with the rendered street: a new panel
+    assert json.loads(project.manifest_path.read_text())["panels"][-1]["rendered"] == [STREET]
+    project.panel_ids([STREET])  # back
+    project.delete_version(pid, first.id)  # no render left: the panel follows its wording again
+    assert "rendered" not in json.loads(project.manifest_path.read_text())["panels"][0]
+    assert [project.panel_ids([STREET[:n]]) for n in range(len(STREET) - 1, 0, -1)][-1] == [pid]
+
+
 def test_similarity_threshold_examples_from_the_docstring():
     from storymaker.domain.panel_identity import EDIT_SIMILARITY, similarity
 

@@ -2,9 +2,8 @@
 
 The script is plain text that people write and diff, so its panels carry no ids. Instead the
 project remembers every panel it has seen: an id, its prompt and its position in the script as
-last seen, and the wordings its renders were made for (``project.json`` -> ``"panels"``, the
-renders' own records). When the script changes, its panels are matched against that record, in
-this order:
+last seen, and the wordings its renders were made for (``project.json`` -> ``"panels"``). When the
+script changes, its panels are matched against that record, in this order:
 
 1. **Unchanged runs**: the longest runs of panels with the same prompts in the same order
    (``difflib``) keep their ids, so inserting or deleting panels elsewhere changes nothing for them.
