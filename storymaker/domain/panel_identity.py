@@ -33,7 +33,9 @@ st" or "a quiet street at noon" is typed again) and the dragon is a new, empty p
 without renders has nothing to show under the wrong scene, so it follows its wording key by key
 (typing a prompt from empty makes one panel, not one per key). Renders that did not record their
 prompt give no wording: such a panel follows its wording too. Any of the renders' wordings counts
-(not only the selected one's): each is a wording the panel was rendered for.
+(not only the selected one's): each is a wording the panel was rendered for. The last wording is
+not required to be similar as well: a single save that undoes a long edit (a paste, an undo) back
+towards what was rendered keeps the panel.
 
 "The same prompt" ignores letter case and runs of spaces: the model's tokenizer ignores them too, so
 such a render is still a render of the prompt. Whether a *render* was made for the current wording is

@@ -4,7 +4,9 @@ A panel is addressed by its id (str, from :meth:`PanelVersions.panel_ids`) or by
 (int, 0-based) in the script as last matched (``panel_ids``, ``Project.write_script``). Renders live
 in ``panels/<id>/<version>.png + .json``; a panel migrated from format 1 (:mod:`.migration`) also
 lists the old ``panels/NNN/`` folders that hold its earlier renders ("folders": such a folder may
-hold renders of several panels). Each version's JSON names its panel.
+hold renders of several panels). Each version's JSON names its panel; the panel's entry also keeps
+the wordings its renders were made for (``"rendered"``, which rule 4 of the matching compares with),
+refreshed whenever a version is added or deleted here.
 
 A version is committed by its ``.json`` file, written after its ``.png``: a crash in between leaves
 an orphan PNG that is never listed (``Project.remove_stale_files`` removes it later).
