@@ -378,7 +378,8 @@ def test_the_wordings_a_panel_was_rendered_for_follow_its_versions(tmp_path):
     first = project.add_version(pid, image, {"seed": 1, "source_prompt": STREET})
     project.panel_ids(["a quiet street at night"])
     second = project.add_version(pid, image, {"seed": 2, "source_prompt": "a quiet street at night"})
-    assert project.known_panels() == [KnownPanel(pid, "a quiet street at night", 0, (STREET, "a quiet street at night"))]
+    night = "a quiet street at night"
+    assert project.known_panels() == [KnownPanel(pid, night, 0, (STREET, night))]
     # recorded in project.json: a save of the script reads no render
     [entry] = json.loads(project.manifest_path.read_text())["panels"]
     assert entry["rendered"] == [STREET, "a quiet street at night"]
