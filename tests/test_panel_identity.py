@@ -121,6 +121,50 @@ def test_a_script_edited_during_a_render_does_not_misplace_the_render(ctx, sid):
     assert inserted and shown(ctx, sid) == [(2, A)]
 
 
+# -- typing: a prompt retyped key by key (the script is saved at each key) ----------------------------
+
+STREET = "a quiet street at noon"
+DRAGON = "a red dragon over a castle"
+
+
+def keyed(ctx, sid, old: str, new: str) -> None:
+    """Delete ``old`` (panel 1 of a two-panel script) with Backspace and type ``new``, each key
+    saved as the Story tab saves it."""
+    for text in [old[:n] for n in range(len(old) - 1, -1, -1)] + [new[:n] for n in range(1, len(new) + 1)]:
+        story_tab.validate(ctx, sid, f"title: Identity\n\n{text}\n\n{C}\n")
+
+
+def test_a_prompt_retyped_key_by_key_into_another_scene_is_a_new_empty_panel(ctx, sid):
+    story_tab.validate(ctx, sid, f"title: Identity\n\n{STREET}\n\n{C}\n")
+    render_tab.run_render(ctx, sid, "all", 1, OPTIONS)
+    keyed(ctx, sid, STREET, DRAGON)
+    assert shown(ctx, sid) == [(2, C)]  # the street render is not shown under the dragon
+    project = ctx.project(sid)
+    assert [len(p.versions) for p in project.panel_renders([DRAGON, C])] == [0, 1]
+    assert [p.metadata["source_prompt"] for p in comic_tab.comic_panels(ctx, sid)] == [C]
+    left = [k for k in project.known_panels() if k.position is None]
+    assert [[v.prompt for v in project.versions(k.id)] for k in left] == [[STREET]]  # kept
+    keyed(ctx, sid, DRAGON, STREET)  # typed back: the street panel and its render return
+    items = gallery(ctx, sid)
+    assert [(n, p) for n, p, _ in items] == [(1, STREET), (2, C)] and "changed" not in items[0][2]
+
+
+def test_a_gradual_rewording_close_to_the_rendered_prompt_keeps_the_render(ctx, sid):
+    story_tab.validate(ctx, sid, f"title: Identity\n\n{STREET}\n\n{C}\n")
+    render_tab.run_render(ctx, sid, "all", 1, OPTIONS)
+    night = "a quiet street at night"
+    for text in [STREET[:n] for n in range(len(STREET) - 1, len(STREET) - 5, -1)] + [
+            night[:n] for n in range(len(STREET) - 3, len(night) + 1)]:  # "noon" -> "night"
+        story_tab.validate(ctx, sid, f"title: Identity\n\n{text}\n\n{C}\n")
+    narrow = "a quiet narrow street at night"
+    for n in range(len("a quiet "), len("a quiet narrow ") + 1):  # "narrow " typed in
+        story_tab.validate(ctx, sid, f"title: Identity\n\n{narrow[:n] + night[len('a quiet '):]}\n\n{C}\n")
+    items = gallery(ctx, sid)
+    assert [(n, p) for n, p, _ in items] == [(1, STREET), (2, C)]
+    assert items[0][2].endswith("script changed since render")
+    assert [p.metadata["script_changed"] for p in comic_tab.comic_panels(ctx, sid)] == [True, False]
+
+
 # -- the comic --------------------------------------------------------------------------------------
 
 def comic_pairs(ctx, sid) -> list[tuple[str, str]]:
@@ -301,6 +345,56 @@ def test_matching_rules():
     assert match([("a", A), ("b", B)], [A, B_EDITED], retired=[("e", B_EDITED)]).ids == ("a", "e")
     assert match([("a", A), ("a2", A)], [A, A, A]).ids == ("a", "a2", "new0")  # duplicates, in order
     assert match([("a", A), ("u", None)], [A, X]).ids == ("a", "u")  # unknown prompt: by place
+
+
+def test_a_panel_with_renders_is_compared_with_what_was_rendered_not_with_its_last_wording():
+    from storymaker.domain.panel_identity import KnownPanel, match_panels
+
+    def ids(known, prompts):
+        counter = iter(range(1000))
+        return match_panels(known, prompts, new_id=lambda: f"new{next(counter)}").ids
+
+    # the QA chain: "a quiet street at noon" rendered, deleted down to "a", now "a r"
+    assert ids([KnownPanel("p", "a", 0)], ["a r", C]) == ("p", "new0")  # no render: follows
+    assert ids([KnownPanel("p", "a", 0, (STREET,))], ["a r", C]) == ("new0", "new1")
+    # still close to what was rendered, however far the last save had drifted
+    drifted = KnownPanel("p", "a quiet street at noon, rain", 0, (STREET,))
+    assert ids([drifted], ["a quiet street at night"]) == ("p",)
+    # any of its renders' wordings counts
+    assert ids([KnownPanel("p", "x", 0, (STREET, X))], ["two children build a sandcastle at noon"]) == ("p",)
+    # put back by its last wording or by a rendered one (typed, or pasted in one save)
+    left = [KnownPanel("n", "a red", 0), KnownPanel("p", "a quiet st", None, (STREET,))]
+    assert ids(left, ["a quiet st"]) == ("p",) and ids(left, [STREET]) == ("p",)
+    matching = match_panels(left, [STREET])
+    assert [(k.id, k.position, k.rendered) for k in matching.panels] == [("p", 0, (STREET,)), ("n", None, ())]
+
+
+def test_the_wordings_a_panel_was_rendered_for_follow_its_versions(tmp_path):
+    from storymaker.domain.panel_identity import KnownPanel
+
+    project = Project.create(tmp_path / "p")
+    [pid] = project.panel_ids([STREET])
+    image = Image.new("RGB", (16, 16))
+    first = project.add_version(pid, image, {"seed": 1, "source_prompt": STREET})
+    project.panel_ids(["a quiet street at night"])
+    second = project.add_version(pid, image, {"seed": 2, "source_prompt": "a quiet street at night"})
+    night = "a quiet street at night"
+    assert project.known_panels() == [KnownPanel(pid, night, 0, (STREET, night))]
+    # recorded in project.json: a save of the script reads no render
+    [entry] = json.loads(project.manifest_path.read_text())["panels"]
+    assert entry["rendered"] == [STREET, "a quiet street at night"]
+    project.delete_version(pid, second.id)
+    assert project.known_panels()[0].rendered == (STREET,)
+    # a project saved before the wordings were recorded: read from the versions, then recorded
+    data = json.loads(project.manifest_path.read_text())
+    del data["panels"][0]["rendered"]
+    project.manifest_path.write_text(json.dumps(data))
+    assert project.panel_ids(["a"]) != [pid]  # compared with the rendered street: a new panel
+    assert json.loads(project.manifest_path.read_text())["panels"][-1]["rendered"] == [STREET]
+    project.panel_ids([STREET])  # back
+    project.delete_version(pid, first.id)  # no render left: the panel follows its wording again
+    assert "rendered" not in json.loads(project.manifest_path.read_text())["panels"][0]
+    assert [project.panel_ids([STREET[:n]]) for n in range(len(STREET) - 1, 0, -1)][-1] == [pid]
 
 
 def test_similarity_threshold_examples_from_the_docstring():

@@ -2,22 +2,40 @@
 
 The script is plain text that people write and diff, so its panels carry no ids. Instead the
 project remembers every panel it has seen: an id, its prompt and its position in the script as
-last seen (``project.json`` -> ``"panels"``). When the script changes, its panels are matched
-against that record, in this order:
+last seen, and the wordings its renders were made for (``project.json`` -> ``"panels"``). When the
+script changes, its panels are matched against that record, in this order:
 
 1. **Unchanged runs**: the longest runs of panels with the same prompts in the same order
    (``difflib``) keep their ids, so inserting or deleting panels elsewhere changes nothing for them.
 2. **Moved panels**: a panel whose prompt is the same as that of a remembered panel not matched yet
    takes its id (reordering).
 3. **Panels put back**: a prompt that is the same as that of a panel that left the script earlier
-   takes that panel's id back (delete a panel, undo the deletion, and its renders return).
-4. **Edited panels**: between the same matched neighbours, a prompt similar enough to a remembered
-   one (word or character similarity, ``difflib`` ratio, at least :data:`EDIT_SIMILARITY`) is that
-   panel with new wording. The most similar pairs match first. A remembered panel whose prompt is
-   unknown (renders migrated from an old project that did not record it) matches by its place
-   between the same neighbours.
+   (its last wording, or one its renders were made for) takes that panel's id back (delete a panel,
+   undo the deletion, and its renders return).
+4. **Edited panels**: between the same matched neighbours, a prompt similar enough (word or
+   character similarity, ``difflib`` ratio, at least :data:`EDIT_SIMILARITY`) to a remembered
+   panel is that panel with new wording. A panel with renders is compared with the wordings its
+   renders were made for (see below), one without with its last wording. The most similar pairs
+   match first. A remembered panel whose prompt is unknown (renders migrated from an old project
+   that did not record it) matches by its place between the same neighbours.
 5. Every other panel is new and gets a new id. Remembered panels left unmatched leave the script:
    the project keeps them (and their renders) for rule 3.
+
+Why rule 4 compares a rendered panel with what was rendered, not with its last wording: the
+script is saved as it is typed, so a prompt retyped key by key ("a quiet street at noon", "a quiet
+street at noo", ... "a", "a r", ... "a red dragon over a castle") is a chain of one-key edits, each
+similar to the one before. Compared with the last wording, the chain carried the panel, and its
+street render, into a different scene. Compared with the rendered wording, a panel keeps its renders
+only while its prompt stays similar to what they show, however the edit was saved (key by key or
+at once): the outcome depends on the two wordings, not on the path between them. Here the street
+panel leaves the script at "a quiet s" (kept with its render; rule 3 gives it back when "a quiet
+st" or "a quiet street at noon" is typed again) and the dragon is a new, empty panel. A panel
+without renders has nothing to show under the wrong scene, so it follows its wording key by key
+(typing a prompt from empty makes one panel, not one per key). Renders that did not record their
+prompt give no wording: such a panel follows its wording too. Any of the renders' wordings counts
+(not only the selected one's): each is a wording the panel was rendered for. The last wording is
+not required to be similar as well: a single save that undoes a long edit (a paste, an undo) back
+towards what was rendered keeps the panel.
 
 "The same prompt" ignores letter case and runs of spaces: the model's tokenizer ignores them too, so
 such a render is still a render of the prompt. Whether a *render* was made for the current wording is
@@ -49,11 +67,19 @@ _CHARS_FROM = 0.3  # word ratio from which the character ratio is computed too (
 @dataclass(frozen=True)
 class KnownPanel:
     """A panel the project has seen: ``position`` in the script as last seen (0-based), None once it
-    left the script; ``prompt`` as last seen, None if unknown."""
+    left the script; ``prompt`` as last seen, None if unknown; ``rendered``: the wordings its renders
+    were made for (empty: no renders, or none recorded its prompt)."""
 
     id: str
     prompt: str | None
     position: int | None = None
+    rendered: tuple[str, ...] = ()
+
+    def wordings(self) -> tuple[str, ...]:
+        """What rule 4 compares a new prompt with: the rendered wordings, else the last one."""
+        if self.rendered:
+            return self.rendered
+        return () if self.prompt is None else (self.prompt,)
 
 
 @dataclass(frozen=True)
@@ -147,26 +173,27 @@ def match_panels(
                 pairs[j] = active[i]
                 used.add(i)
                 break
-    # 3. panels put back
+    # 3. panels put back (by their last wording or one they were rendered for)
+    retired_keys = [{normalize_prompt(p) for p in (k.prompt, *k.rendered) if p is not None} for k in retired]
     returned: set[int] = set()
     for j, key in enumerate(new_keys):
         if j in pairs:
             continue
-        for r, panel in enumerate(retired):
-            if r not in returned and panel.prompt is not None and normalize_prompt(panel.prompt) == key:
-                pairs[j] = panel
+        for r, keys in enumerate(retired_keys):
+            if r not in returned and key in keys:
+                pairs[j] = retired[r]
                 returned.add(r)
                 break
     # 4. edited panels, between the same neighbours
     for old_range, new_range in gaps:
         candidates = []
         for i in old_range:
-            if i in used or active[i].prompt is None:
+            if i in used or not active[i].wordings():
                 continue
-            similar = _Similar(active[i].prompt)
+            similar = [_Similar(wording) for wording in active[i].wordings()]
             for j in new_range:
                 if j not in pairs:
-                    score = similar.to(prompts[j], EDIT_SIMILARITY)
+                    score = max(each.to(prompts[j], EDIT_SIMILARITY) for each in similar)
                     if score >= EDIT_SIMILARITY:
                         candidates.append((-score, abs((i - old_range.start) - (j - new_range.start)), i, j))
         for _, _, i, j in sorted(candidates):
@@ -190,7 +217,9 @@ def match_panels(
             fresh = new_id()
         taken.add(fresh)
         ids.append(fresh)
-    now = tuple(KnownPanel(pid, str(prompt), j) for j, (pid, prompt) in enumerate(zip(ids, prompts)))
-    left = [KnownPanel(k.id, k.prompt, None) for i, k in enumerate(active) if i not in used]
+    rendered = {k.id: k.rendered for k in known}
+    now = tuple(KnownPanel(pid, str(prompt), j, rendered.get(pid, ()))
+                for j, (pid, prompt) in enumerate(zip(ids, prompts)))
+    left = [KnownPanel(k.id, k.prompt, None, k.rendered) for i, k in enumerate(active) if i not in used]
     earlier = [k for r, k in enumerate(retired) if r not in returned]
     return Matching(tuple(ids), now + tuple(left) + tuple(earlier))

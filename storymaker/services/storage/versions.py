@@ -4,7 +4,9 @@ A panel is addressed by its id (str, from :meth:`PanelVersions.panel_ids`) or by
 (int, 0-based) in the script as last matched (``panel_ids``, ``Project.write_script``). Renders live
 in ``panels/<id>/<version>.png + .json``; a panel migrated from format 1 (:mod:`.migration`) also
 lists the old ``panels/NNN/`` folders that hold its earlier renders ("folders": such a folder may
-hold renders of several panels). Each version's JSON names its panel.
+hold renders of several panels). Each version's JSON names its panel; the panel's entry also keeps
+the wordings its renders were made for (``"rendered"``, which rule 4 of the matching compares with),
+refreshed whenever a version is added or deleted here.
 
 A version is committed by its ``.json`` file, written after its ``.png``: a crash in between leaves
 an orphan PNG that is never listed (``Project.remove_stale_files`` removes it later).
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ...domain.panel_identity import KnownPanel, match_panels, same_prompt
+from ...domain.panel_identity import KnownPanel, match_panels, normalize_prompt, same_prompt
 from ...errors import InvalidInputError, ProjectError
 from ...fsutil import atomic_write_bytes, atomic_write_json
 from .folder import ProjectFolder, now, to_json
@@ -179,8 +181,44 @@ class PanelVersions(ProjectFolder):
 
     def known_panels(self) -> list[KnownPanel]:
         """Every panel the project remembers: the script's (as last matched) in order, then those
-        that left it (see :mod:`storymaker.domain.panel_identity`)."""
-        return [KnownPanel(e["id"], e.get("prompt"), e.get("position")) for e in self._entries(self.manifest())]
+        that left it (see :mod:`storymaker.domain.panel_identity`), with the wordings their renders
+        were made for."""
+        return [self._known(e) for e in self._entries(self.manifest())]
+
+    def _known(self, entry: Mapping[str, Any]) -> KnownPanel:
+        """The panel of a ``"panels"`` entry, with its rendered wordings (:meth:`_wordings`)."""
+        return KnownPanel(entry["id"], entry.get("prompt"), entry.get("position"), self._wordings(entry))
+
+    def _wordings(self, entry: Mapping[str, Any]) -> tuple[str, ...]:
+        """The wordings the panel's renders were made for, distinct, oldest first.
+
+        The versions' own records say it; the entry keeps their summary (``"rendered"``, refreshed
+        by :meth:`_record_wordings` whenever the project adds or deletes a version) so that matching
+        a script, which happens at every save of the editor, reads no render. An entry without it
+        (a project saved before it was kept, a migrated one, a panel without renders) reads its
+        versions; :meth:`panel_ids` then keeps the result."""
+        recorded = entry.get("rendered")
+        if isinstance(recorded, list) and recorded and all(isinstance(p, str) and p for p in recorded):
+            return tuple(recorded)
+        return _distinct_prompts(self._versions_in(entry))
+
+    def _record_wordings(self, data: dict, panel_id: str) -> None:
+        """Refresh the ``"rendered"`` summary of one panel from its versions, and save ``data`` if it
+        changed (the caller holds the lock; ``data`` is the manifest it read under it)."""
+        entries = self._entries(data)
+        for entry in entries:
+            if entry["id"] != panel_id:
+                continue
+            wordings = list(_distinct_prompts(self._versions_in(entry)))
+            if entry.get("rendered", []) == wordings:
+                return
+            if wordings:
+                entry["rendered"] = wordings
+            else:
+                entry.pop("rendered", None)
+            data["panels"] = entries
+            self._save_manifest(data)
+            return
 
     def panel_ids(self, prompts: Sequence[str]) -> list[str]:
         """The stable id of each panel of a script (its prompts, in order), matched against the
@@ -190,8 +228,7 @@ class PanelVersions(ProjectFolder):
         with self._locked():
             data = self.manifest()
             before = self._entries(data)
-            matching = match_panels([KnownPanel(e["id"], e.get("prompt"), e.get("position")) for e in before],
-                                    prompts)
+            matching = match_panels([self._known(e) for e in before], prompts)
             by_id = {e["id"]: e for e in before}
             after = []
             for panel in matching.panels:
@@ -199,6 +236,8 @@ class PanelVersions(ProjectFolder):
                 entry = {"id": panel.id, "prompt": panel.prompt, "position": panel.position}
                 if old.get("folders"):
                     entry["folders"] = old["folders"]
+                if panel.rendered:
+                    entry["rendered"] = list(panel.rendered)
                 if panel.position is None and old.get("position") is not None and not self._has_versions(entry):
                     continue  # it just left the script and has no render: nothing to remember
                 after.append(entry)
@@ -291,6 +330,7 @@ class PanelVersions(ProjectFolder):
             png = folder / f"{vid}.png"
             atomic_write_bytes(png, _png_bytes(image, record))
             atomic_write_json(png.with_suffix(".json"), record)  # commits the version
+            self._record_wordings(data, pid)
         log.info("panel %s: saved version %s (seed %s)", pid, vid, seed)
         return PanelVersion(id=vid, panel_index=index, image_path=png, seed=seed, meta=clean_meta,
                             created=created, panel_id=pid)
@@ -313,6 +353,8 @@ class PanelVersions(ProjectFolder):
             record["meta"] = meta
             atomic_write_bytes(version.image_path, _png_bytes(version.load_image(), record))
             atomic_write_json(version.meta_path, record)
+            if "source_prompt" in clean:
+                self._record_wordings(self.manifest(), pid)
         return PanelVersion(id=version.id, panel_index=version.panel_index, image_path=version.image_path,
                             seed=version.seed, meta=meta, created=version.created, panel_id=pid)
 
@@ -370,14 +412,25 @@ class PanelVersions(ProjectFolder):
                 del sel[pid]
 
         self._update(unselect)
-        version.meta_path.unlink(missing_ok=True)
-        version.image_path.unlink(missing_ok=True)
+        with self._locked():
+            version.meta_path.unlink(missing_ok=True)
+            version.image_path.unlink(missing_ok=True)
+            self._record_wordings(self.manifest(), pid)
         log.info("panel %s: deleted version %s", pid, version.id)
 
     def panel_indices(self) -> list[int]:
         """Positions (in the script as last matched) of the panels that have at least one version."""
         return sorted(e["position"] for e in self._entries(self.manifest())
                       if e.get("position") is not None and self._versions_in(e))
+
+
+def _distinct_prompts(versions: Sequence[PanelVersion]) -> tuple[str, ...]:
+    """The prompts the versions were made for, one per wording (:func:`normalize_prompt`), in order."""
+    out: dict[str, str] = {}
+    for version in versions:
+        if version.prompt is not None:
+            out.setdefault(normalize_prompt(version.prompt), version.prompt)
+    return tuple(out.values())
 
 
 def _panel_id(panel_id: str) -> str:
