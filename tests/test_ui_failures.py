@@ -274,3 +274,16 @@ def test_a_new_action_or_a_failure_leaves_no_earlier_status_line(studio):
             assert first is not None, name
             assert ids[status] in [o._id for o in first.outputs], name
             assert first.fn() in ("", ("", )) or list(first.fn()) == [""] * len(first.outputs), name
+
+
+def test_another_project_shows_no_pose_choice_preview_or_line_of_the_one_before(studio, tmp_path):
+    """A pose chosen in project A stayed chosen in project B's list; a pose of A's own is not a
+    choice there, and Gradio refuses such a value with its red "Value ... is not in the list of
+    choices" (Dropdown.preprocess) before the handler runs. Another project starts with none."""
+    fns = {f.api_name: f for f in studio.blocks.fns.values() if f.api_name}
+    ctx = studio.context
+    view = ctx.open_view(ctx.sessions.new_session())
+    new = fns["new_project"]
+    values = {getattr(o, "elem_id", None): v for o, v in zip(new.outputs, new.fn(view, "Project B"))}
+    assert values["pose-chosen"]["value"] is None and values["pose-chosen"]["choices"]
+    assert values["pose-preview"] is None and values["pose-info"] == values["pose-extract-status"] == ""

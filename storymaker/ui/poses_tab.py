@@ -108,13 +108,14 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 extract_btn = gr.Button("Extract and save")
                 extract_status = gr.Markdown(elem_id="pose-extract-status")
         with gr.Column(scale=5):
-            chosen = gr.Dropdown(label="Pose", choices=[], interactive=True)
+            chosen = gr.Dropdown(label="Pose", choices=[], interactive=True, elem_id="pose-chosen")
             with gr.Row():
                 width = gr.Number(label="Panel width", value=ctx.settings.width, precision=0, step=8)
                 height = gr.Number(label="Panel height", value=ctx.settings.height, precision=0, step=8)
             preview_btn = gr.Button("Preview on the panel")
-            preview = gr.Image(label="Skeleton over the panel frame", interactive=False, height=360)
-            info = gr.Markdown()
+            preview = gr.Image(label="Skeleton over the panel frame", interactive=False, height=360,
+                               elem_id="pose-preview")
+            info = gr.Markdown(elem_id="pose-info")
 
     def refresh(sid):
         names = pose_names(ctx, sid)
@@ -141,7 +142,11 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         gpu_event(ctx, user_errors(on_extract)), [session, photo, new_name], [extract_status, gallery, chosen],
         api_name="extract_pose", **GPU_QUEUE)
 
-    def refresh_all(sid):  # another project (or a reload): no line of before
-        return (*refresh(sid), "")
+    def refresh_all(sid):
+        """Another project (or a reload): its poses, nothing chosen (a pose of the project before
+        is not in this list: Gradio would refuse it with a red "Error"), no preview or line of before."""
+        items, _ = refresh(sid)
+        return items, gr.update(choices=pose_names(ctx, sid), value=None), None, "", ""
 
-    return {"refresh": (user_errors(refresh_all), [gallery, chosen, extract_status]), "events": [extracted]}
+    return {"refresh": (user_errors(refresh_all), [gallery, chosen, preview, info, extract_status]),
+            "events": [extracted]}
