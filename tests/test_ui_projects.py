@@ -302,14 +302,23 @@ def test_the_confirmation_deletes_what_it_asked_about(tmp_path):
         asked = _outputs(ask, ask.fn(view, mara.id))
         assert "Delete **Mara**" in asked["char-delete-question"]
         kept = [v for o, v in zip(ask.outputs, ask.fn(view, mara.id)) if o in delete.inputs]
-        assert kept == [mara.id]  # what the Yes button deletes is what the question named
-        delete.fn(view, mara.id)
-        assert [c.name for c in ctx.registry(view).list()] == ["Tom"] and tom.id
-        # The same for projects: the answer deletes the project the question named.
+        assert kept == [mara.id]  # the question's character goes to the Yes button...
+        delete.fn(view, tom.id, mara.id)  # ...which deletes it although Tom is chosen in the list now
+        assert [c.name for c in ctx.registry(view).list()] == ["Tom"]
+        # An API call without a question deletes the chosen one.
+        api = {p["parameter_name"] for p in studio.blocks.get_api_info()["named_endpoints"]["/delete_character"]["parameters"]}
+        assert len(api) == 2
+        delete.fn(view, tom.id, None)
+        assert ctx.registry(view).list() == []
+
+        # The same for projects.
+        first = ctx.project(view).path.name
+        _, other = project_tab.new_project(ctx, view, "Other")
         ask, delete = fns["ask_delete_project"], fns["delete_project"]
-        name = ctx.project(view).path.name
-        kept = [v for o, v in zip(ask.outputs, ask.fn(view, name)) if o in delete.inputs]
-        assert kept == [name]
+        kept = [v for o, v in zip(ask.outputs, ask.fn(other, first)) if o in delete.inputs]
+        assert kept == [first]
+        delete.fn(other, ctx.project(other).path.name, first)
+        assert [p.title for p in ctx.sessions.projects(view)] == ["Other"]
     finally:
         studio.close()
 

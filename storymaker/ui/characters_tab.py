@@ -329,21 +329,24 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     events += [managing(desc_btn)(on_manage(redescribe_character), [session, chosen, new_desc],
                                   [manage_status, *listing_outputs], api_name="redescribe_character")]
 
-    asked = gr.State(None)  # the character the question names: "Yes, delete" deletes that one
+    # The character the question names: "Yes, delete" deletes that one, not one chosen in the list
+    # since (an API call without a question deletes the chosen one).
+    asked = gr.State(None)
 
     def on_ask(sid, character_id):
         return gr.update(visible=True), ask_delete(ctx, sid, character_id), character_id
 
     delete_btn.click(user_errors(on_ask), [session, chosen], [confirm_box, confirm_text, asked],
                      api_name="ask_delete_character")
-    keep_btn.click(lambda: gr.update(visible=False), None, [confirm_box], api_visibility="private")
+    keep_btn.click(lambda: (gr.update(visible=False), None), None, [confirm_box, asked], api_visibility="private")
 
-    def on_delete(sid, character_id):
-        message = delete_character(ctx, sid, character_id)
-        return (message, gr.update(visible=False), *listing(sid))
+    def on_delete(sid, character_id, asked_id=None):
+        message = delete_character(ctx, sid, asked_id or character_id)
+        return (message, gr.update(visible=False), None, *listing(sid))
 
-    events += [managing(confirm_btn)(user_errors(on_delete), [session, asked],
-                                     [manage_status, confirm_box, *listing_outputs], api_name="delete_character")]
+    events += [managing(confirm_btn)(user_errors(on_delete), [session, chosen, asked],
+                                     [manage_status, confirm_box, asked, *listing_outputs],
+                                     api_name="delete_character")]
 
     def on_undo(sid):
         message = undo_delete(ctx, sid)

@@ -207,14 +207,16 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         return project_summary(ctx, sid), listing(sid)
 
 
-    asked = gr.State(None)  # the project the question names: "Yes, delete it" deletes that one
+    # The project the question names: "Yes, delete it" deletes that one, not one chosen in the list
+    # since (an API call without a question deletes the chosen one).
+    asked = gr.State(None)
 
     def on_ask(sid, name):
         return gr.update(visible=True), ask_delete_project(ctx, sid, name), name
 
     delete_btn.click(user_errors(on_ask), [session, chosen], [confirm_box, question, asked],
                      api_name="ask_delete_project")
-    keep_btn.click(lambda: gr.update(visible=False), None, [confirm_box], api_visibility="private")
+    keep_btn.click(lambda: (gr.update(visible=False), None), None, [confirm_box, asked], api_visibility="private")
 
     def clearing(listener):  # each action's own line replaces the one before, even when it fails
         return clears_first(listener, [status])
@@ -231,7 +233,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             "switch": (clearing(open_btn.click), [chosen]),
             "rename": (clearing(rename_btn.click), [chosen, new_title]),
             "duplicate": (clearing(duplicate_btn.click), [chosen]),
-            "delete": (clearing(confirm_btn.click), [asked]),
+            "delete": (clearing(confirm_btn.click), [chosen, asked]),
         },
         "handlers": {
             "new": lambda sid, t: new_project(ctx, sid, t),
@@ -239,7 +241,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             "switch": lambda sid, n: switch_project(ctx, sid, n),
             "rename": lambda sid, n, t: rename_project(ctx, sid, n, t),
             "duplicate": lambda sid, n: duplicate_project(ctx, sid, n),
-            "delete": lambda sid, n: delete_project(ctx, sid, n),
+            "delete": lambda sid, n, asked=None: delete_project(ctx, sid, asked or n),
             "save": lambda sid: save_project(ctx, sid),
             "summary": summary_and_list,
         },
