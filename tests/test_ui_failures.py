@@ -165,3 +165,125 @@ def test_a_click_on_a_version_chooses_for_the_panel_whose_versions_are_shown(stu
     shown = select.inputs[1]
     assert type(shown).__name__ == "State" and shown in show.outputs
     assert not any(getattr(b, "label", None) == "Panel" for b in select.inputs)
+
+
+# ---------------------------------------------------------------- inputs the app checks itself
+
+def test_pose_preview_refuses_a_size_above_the_maximum_before_drawing(ctx, sid, monkeypatch):
+    """QA r06: a 100000x100000 preview failed with "MemoryError: Unable to allocate 27.9 GiB";
+    sizes up to ~20000 really allocated gigabytes. The Render tab's limit and message apply."""
+    from storymaker.config import check_panel_size
+    from storymaker.errors import InvalidInputError, PoseError
+    from storymaker.perception import pose
+
+    name = poses_tab.pose_names(ctx, sid)[0]
+    with pytest.raises(InvalidInputError) as render_tab_says:
+        check_panel_size(100000, 100000, ctx.settings)
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("drawn before the size was checked")
+
+    monkeypatch.setattr(pose, "render_pose", no_drawing)
+    with pytest.raises(InvalidInputError) as info:
+        poses_tab.preview_pose(ctx, sid, name, 100000, 100000)
+    assert str(info.value) == str(render_tab_says.value)
+    limit = ctx.settings.max_panel_side
+    with pytest.raises(InvalidInputError, match=f"{limit} pixels"):
+        poses_tab.preview_pose(ctx, sid, name, limit + 8, 64)
+    # An emptied or odd box says what to type, not "Something went wrong (TypeError ...)".
+    for width in (None, "", float("nan"), 12):
+        with pytest.raises(PoseError, match="multiples of 8"):
+            poses_tab.preview_pose(ctx, sid, name, width, 64)
+    monkeypatch.undo()
+    image, _ = poses_tab.preview_pose(ctx, sid, name, limit, 64)  # the largest allowed side works
+    assert image.size[0] > limit
+
+
+def test_a_file_that_is_not_a_project_zip_gets_the_apps_message(ctx, sid, tmp_path):
+    """QA r07: a .png dropped on "Open a project .zip" got Gradio's "Invalid file type... Only .zip
+    allowed." with red Error badges. The handler now says it, and nothing is added."""
+    from storymaker.errors import ProjectError
+    from storymaker.ui import project_tab
+
+    before = [p.name for p in ctx.sessions.projects(sid)]
+    for bad in (PHOTO, tmp_path / "story.zip"):
+        if bad.suffix == ".zip":
+            bad.write_bytes(PHOTO.read_bytes())  # a picture renamed .zip
+        with pytest.raises(ProjectError, match="made with Save project as .zip") as info:
+            project_tab.open_project(ctx, sid, str(bad))
+        assert bad.name in str(info.value) and "Nothing was opened" in str(info.value)
+    assert [p.name for p in ctx.sessions.projects(sid)] == before
+
+
+def _tab_inputs(studio, tab_id):
+    tab = next(b for b in studio.blocks.blocks.values() if type(b).__name__ == "Tab" and b.id == tab_id)
+    found, todo = [], list(tab.children)
+    while todo:
+        block = todo.pop()
+        found.append(block)
+        todo.extend(getattr(block, "children", []))
+    return found
+
+
+@pytest.mark.parametrize("tab_id", ["project", "characters", "poses"])
+def test_no_input_of_the_tab_is_refused_by_gradio_before_the_app_can_explain(studio, tab_id):
+    """Gradio checks file types (in the browser) and number limits before the handler runs, with
+    its own red "Error": these tabs check their inputs themselves and say what to do."""
+    blocks = _tab_inputs(studio, tab_id)
+    assert blocks
+    for block in blocks:
+        kind = type(block).__name__
+        if kind == "File" and block.interactive is not False:
+            assert block.file_types is None, block.label
+        if kind == "Number":
+            assert block.minimum is None and block.maximum is None, block.label
+        if kind in ("Image", "PhotoInput") and block.interactive is not False:
+            assert kind == "PhotoInput", block.label  # an undecodable upload reaches the handler
+
+
+def test_an_empty_outfit_name_is_asked_for_as_an_outfit(ctx, sid):
+    """QA r10: "The outfit name is empty: type a name such as 'Mia'"."""
+    from storymaker.errors import CharacterError
+
+    character, _ = characters_tab.save_character(ctx, sid, str(PHOTO), "Mara", "", None)
+    with pytest.raises(CharacterError) as info:
+        characters_tab.add_outfit(ctx, sid, character.id, "  ", str(PHOTO))
+    assert "outfit name is empty" in str(info.value) and "Mia" not in str(info.value)
+    assert "raincoat" in str(info.value)
+    with pytest.raises(CharacterError, match="such as 'Mia'"):
+        characters_tab.save_character(ctx, sid, str(PHOTO), " ", "", None)
+
+
+def test_a_new_action_or_a_failure_leaves_no_earlier_status_line(studio):
+    """QA s18: after a failed .zip import the Project tab still said "Project saved as ...:
+    download it below". Every action of the Project, Characters and Poses tabs first empties its
+    status line, then runs: whatever its outcome, the line shown is its own (or none)."""
+    fns = list(studio.blocks.fns.values())
+    by_id = {f._id: f for f in fns}
+    by_name = {f.api_name: f for f in fns if f.api_name}
+    ids = {b.elem_id: b._id for b in studio.blocks.blocks.values() if getattr(b, "elem_id", None)}
+    actions = {"project-status": ("new_project", "open_project", "switch_project", "rename_project",
+                                  "duplicate_project", "delete_project", "save_project", "example_project"),
+               "char-status": ("save_character",),
+               "char-manage-status": ("rename_character", "redescribe_character", "delete_character",
+                                      "undo_delete_character", "add_outfit"),
+               "pose-extract-status": ("extract_pose",)}
+    for status, names in actions.items():
+        for name in names:
+            first = by_id.get(by_name[name].trigger_after)
+            assert first is not None, name
+            assert ids[status] in [o._id for o in first.outputs], name
+            assert first.fn() in ("", ("", )) or list(first.fn()) == [""] * len(first.outputs), name
+
+
+def test_another_project_shows_no_pose_choice_preview_or_line_of_the_one_before(studio, tmp_path):
+    """A pose chosen in project A stayed chosen in project B's list; a pose of A's own is not a
+    choice there, and Gradio refuses such a value with its red "Value ... is not in the list of
+    choices" (Dropdown.preprocess) before the handler runs. Another project starts with none."""
+    fns = {f.api_name: f for f in studio.blocks.fns.values() if f.api_name}
+    ctx = studio.context
+    view = ctx.open_view(ctx.sessions.new_session())
+    new = fns["new_project"]
+    values = {getattr(o, "elem_id", None): v for o, v in zip(new.outputs, new.fn(view, "Project B"))}
+    assert values["pose-chosen"]["value"] is None and values["pose-chosen"]["choices"]
+    assert values["pose-preview"] is None and values["pose-info"] == values["pose-extract-status"] == ""

@@ -220,3 +220,146 @@ def test_the_comic_layout_comes_back_with_the_project(ctx, sid):
     own = comic_tab.layout_options(ctx, sid, "Grid", 2, "A4", "portrait", "cover", 10, 2, "My own title")
     comic_tab.export_comic(ctx, sid, own, "pdf")
     assert comic_tab.saved_layout(ctx, sid)[0] == "Grid" and comic_tab.saved_layout(ctx, sid)[-1] == "My own title"
+
+
+# ---------------------------------------------------------------- undo in the project it belongs to
+
+def _by_elem_id(studio):
+    return {b.elem_id: b for b in studio.blocks.blocks.values() if getattr(b, "elem_id", None)}
+
+
+def _outputs(fn, values):
+    """{elem_id: value} of a Gradio function's outputs."""
+    return {getattr(o, "elem_id", None): v for o, v in zip(fn.outputs, values)}
+
+
+def test_undo_belongs_to_the_project_the_character_was_deleted_from(ctx, sid):
+    """QA r01: delete Mara in project A, open project B, press Undo: Mara landed in B."""
+    view_a = ctx.open_view(sid)
+    mara = add(ctx, view_a, "Mara")
+    characters_tab.delete_character(ctx, view_a, mara.id)
+    assert characters_tab.can_undo(ctx, view_a)
+    _, view_b = project_tab.new_project(ctx, view_a, "Project B")
+    assert not characters_tab.can_undo(ctx, view_b)  # not offered in B
+    with pytest.raises(StoryMakerError, match="no deleted character"):
+        characters_tab.undo_delete(ctx, view_b)
+    assert ctx.registry(view_b).list() == []
+    # A deletion in B keeps A's copy: each project has its own Undo.
+    tom = add(ctx, view_b, "Tom")
+    characters_tab.delete_character(ctx, view_b, tom.id)
+    assert "Mara" in characters_tab.undo_delete(ctx, view_a)
+    assert [c.name for c in ctx.registry(view_a).list()] == ["Mara"]
+    assert "Tom" in characters_tab.undo_delete(ctx, view_b)
+    assert [c.name for c in ctx.registry(view_b).list()] == ["Tom"]
+    assert not characters_tab.can_undo(ctx, view_a) and not characters_tab.can_undo(ctx, view_b)
+
+
+def test_undo_is_offered_again_after_a_reload_and_only_in_its_project(tmp_path):
+    """QA s10: after a reload the Undo button was gone although the copy was still there; and the
+    Characters tab of another project kept offering it (and the last action's line)."""
+    from ui_helpers import make_studio
+
+    studio = make_studio(tmp_path / "data")
+    try:
+        ctx = studio.context
+        fns = {f.api_name: f for f in studio.blocks.fns.values() if f.api_name}
+        sid = ctx.sessions.new_session()
+        view_a = ctx.open_view(sid)
+        mara = add(ctx, view_a, "Mara")
+        deleted = _outputs(fns["delete_character"], fns["delete_character"].fn(view_a, mara.id))
+        assert deleted["char-undo"]["visible"] is True and "Deleted **Mara**" in deleted["char-manage-status"]
+
+        reload_a = _outputs(fns["start_session"], fns["start_session"].fn(sid))
+        assert reload_a["char-undo"]["visible"] is True  # the copy is still there: offered again
+
+        in_b = _outputs(fns["new_project"], fns["new_project"].fn(view_a, "Project B"))
+        view_b = in_b["project-view"]
+        assert in_b["char-undo"]["visible"] is False and in_b["char-manage-status"] == ""
+        assert in_b["char-delete-confirm"]["visible"] is False  # no question about A's characters
+        assert _outputs(fns["start_session"], fns["start_session"].fn(sid))["char-undo"]["visible"] is False
+
+        back = _outputs(fns["switch_project"], fns["switch_project"].fn(view_b, ctx.project(view_a).path.name))
+        assert back["char-undo"]["visible"] is True
+        undone = _outputs(fns["undo_delete_character"], fns["undo_delete_character"].fn(view_a))
+        assert undone["char-undo"]["visible"] is False and "Mara" in undone["char-manage-status"]
+        assert [c.name for c in ctx.registry(view_a).list()] == ["Mara"] and ctx.registry(view_b).list() == []
+    finally:
+        studio.close()
+
+
+def test_the_confirmation_deletes_what_it_asked_about(tmp_path):
+    """Ask to delete Mara, choose Tom in the list, press "Yes, delete": Mara goes, not Tom (the
+    question's character, not the list's); the same for a project."""
+    from ui_helpers import make_studio
+
+    studio = make_studio(tmp_path / "data")
+    try:
+        ctx = studio.context
+        fns = {f.api_name: f for f in studio.blocks.fns.values() if f.api_name}
+        view = ctx.open_view(ctx.sessions.new_session())
+        mara, tom = add(ctx, view, "Mara"), add(ctx, view, "Tom")
+        ask, delete = fns["ask_delete_character"], fns["delete_character"]
+        asked = _outputs(ask, ask.fn(view, mara.id))
+        assert "Delete **Mara**" in asked["char-delete-question"]
+        kept = [v for o, v in zip(ask.outputs, ask.fn(view, mara.id)) if o in delete.inputs]
+        assert kept == [mara.id]  # the question's character goes to the Yes button...
+        delete.fn(view, tom.id, mara.id)  # ...which deletes it although Tom is chosen in the list now
+        assert [c.name for c in ctx.registry(view).list()] == ["Tom"]
+        # An API call without a question deletes the chosen one.
+        api = {p["parameter_name"] for p in studio.blocks.get_api_info()["named_endpoints"]["/delete_character"]["parameters"]}
+        assert len(api) == 2
+        delete.fn(view, tom.id, None)
+        assert ctx.registry(view).list() == []
+
+        # The same for projects.
+        first = ctx.project(view).path.name
+        _, other = project_tab.new_project(ctx, view, "Other")
+        ask, delete = fns["ask_delete_project"], fns["delete_project"]
+        kept = [v for o, v in zip(ask.outputs, ask.fn(other, first)) if o in delete.inputs]
+        assert kept == [first]
+        delete.fn(other, ctx.project(other).path.name, first)
+        assert [p.title for p in ctx.sessions.projects(view)] == ["Other"]
+    finally:
+        studio.close()
+
+
+def test_a_deleted_projects_undo_is_not_offered_to_a_project_made_after_it(ctx, sid):
+    """The first project's folder name comes back when all projects are deleted."""
+    view = ctx.open_view(sid)
+    mara = add(ctx, view, "Mara")
+    characters_tab.delete_character(ctx, view, mara.id)
+    name = ctx.project(view).path.name
+    next_view = project_tab.delete_project(ctx, view, name)[1]
+    fresh = ctx.open_view(next_view)
+    assert ctx.project(fresh).path.name == name  # a new, empty project in the same folder
+    assert not characters_tab.can_undo(ctx, fresh)
+    with pytest.raises(StoryMakerError, match="no deleted character"):
+        characters_tab.undo_delete(ctx, fresh)
+
+
+# ---------------------------------------------------------------- titles that tell projects apart
+
+def test_copies_imports_and_examples_get_a_title_of_their_own(ctx, sid, tmp_path):
+    """QA: after a .zip import or a second example, two projects had the same title."""
+    project_tab.rename_project(ctx, sid, ctx.project(sid).path.name, "Moon trip")
+    first = ctx.project(sid).path.name
+    zip_path, _ = project_tab.save_project(ctx, sid)
+    project_tab.open_project(ctx, sid, zip_path)
+    assert ctx.project(sid).title == "Moon trip (2)"
+    project_tab.open_project(ctx, sid, zip_path)
+    assert ctx.project(sid).title == "Moon trip (3)"
+    project_tab.duplicate_project(ctx, sid, first)
+    assert ctx.project(sid).title == "Moon trip (copy)"
+    project_tab.duplicate_project(ctx, sid, first)
+    assert ctx.project(sid).title == "Moon trip (copy) (2)"
+    for _ in range(2):
+        _, view = project_tab.make_example(ctx, sid)
+    titles = [label.split(" · ")[0] for label, _ in project_tab.project_choices(ctx, sid)]
+    example = ctx.project(view).title
+    assert example.endswith(" (2)") and example[:-4] in titles
+    assert len(titles) == len(set(titles)) == 7
+    # Titles the user types stay as typed, even when another project has them.
+    project_tab.new_project(ctx, sid, "Moon trip")
+    assert ctx.project(sid).title == "Moon trip"
+    project_tab.rename_project(ctx, sid, ctx.project(sid).path.name, "Moon trip (2)")
+    assert ctx.project(sid).title == "Moon trip (2)"

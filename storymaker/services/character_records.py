@@ -31,6 +31,8 @@ FORMAT_VERSION = 1
 RECORD_FILE = "character.json"
 MAX_NAME_LENGTH = 40
 MAX_DESCRIPTION_LENGTH = 200
+# What an empty name's message suggests, by what is being named.
+_NAME_EXAMPLES = {"character name": "Mia", "outfit name": "raincoat"}
 # Characters with a meaning in the story script: [Name], Name: "line", outfit: Name=outfit, a, b
 _SCRIPT_CHARS = '[]:=,"'
 
@@ -44,7 +46,8 @@ def validate_name(name: object, *, what: str = "character name") -> str:
         raise CharacterError(f"The {what} must be text.")
     clean = unicodedata.normalize("NFC", name).strip()
     if not clean:
-        raise CharacterError(f"The {what} is empty: type a name such as 'Mia'.")
+        example = _NAME_EXAMPLES.get(what)
+        raise CharacterError(f"The {what} is empty: type a name" + (f" such as {example!r}." if example else "."))
     if any(unicodedata.category(ch).startswith("C") for ch in clean):
         raise CharacterError(f"The {what} {clean!r} contains control characters: use letters, digits and spaces.")
     if "/" in clean or "\\" in clean or ".." in clean:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import check_image_file, image_input, ok, show_failure, user_errors
+from .common import check_image_file, clears_first, image_input, ok, show_failure, user_errors
 from .context import StudioContext
 from .gpu import GPU_QUEUE, gpu_event
 
@@ -128,14 +128,34 @@ def ask_delete(ctx: StudioContext, sid: str, character_id: str) -> str:
 TRASH = "character"
 
 
+def _trash(ctx: StudioContext, sid: str) -> Path:
+    """Where the project's last deleted character waits for Undo: one per project of the
+    workspace (``trash/<project folder>/character``), so an Undo never restores into another project."""
+    return ctx.sessions.trash_dir(sid) / ctx.project(sid).path.name / TRASH
+
+
+def can_undo(ctx: StudioContext, sid: str) -> bool:
+    """Whether the project of ``sid`` has a deleted character that Undo can bring back (offered
+    again after a reload; never in another project)."""
+    return (_trash(ctx, sid) / "character.json").is_file()
+
+
+def forget_deleted(ctx: StudioContext, sid: str, project_name: str) -> None:
+    """Drop what a deleted project kept for Undo (a later project may get its folder name)."""
+    import shutil
+
+    shutil.rmtree(ctx.sessions.trash_dir(sid) / project_name, ignore_errors=True)
+
+
 def delete_character(ctx: StudioContext, sid: str, character_id: str):
-    """Delete a character, keeping a copy for :func:`undo_delete` (the last deleted one only)."""
+    """Delete a character, keeping a copy for :func:`undo_delete` (the project's last deleted one only)."""
     import shutil
 
     registry = ctx.registry(sid)
     character = registry.get(_need(character_id))
-    trash = ctx.sessions.trash_dir(sid) / TRASH
+    trash = _trash(ctx, sid)
     shutil.rmtree(trash, ignore_errors=True)
+    trash.parent.mkdir(exist_ok=True)
     shutil.copytree(registry.folder(character.id), trash)
     registry.remove(character.id)
     uses = panels_using(ctx, sid, character.name)
@@ -147,17 +167,20 @@ def delete_character(ctx: StudioContext, sid: str, character_id: str):
 
 
 def undo_delete(ctx: StudioContext, sid: str):
-    """Bring back the character deleted last, with all its files."""
+    """Bring back the character deleted last from this project, with all its files."""
     import json
     import shutil
 
     from ..errors import CharacterError
 
-    trash = ctx.sessions.trash_dir(sid) / TRASH
+    trash = _trash(ctx, sid)
     record = trash / "character.json"
     if not record.is_file():
-        raise CharacterError("There is no deleted character to bring back.")
-    data = json.loads(record.read_text(encoding="utf-8"))
+        raise CharacterError("There is no deleted character to bring back in this project.")
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise CharacterError("The deleted character's copy cannot be read: add it again from its photo.") from None
     name, character_id = str(data.get("name", "")), str(data.get("id", ""))
     registry = ctx.registry(sid)
     if registry.find(name) is not None:
@@ -240,7 +263,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 outfit_image = image_input(label="Outfit image", height=160)
                 outfit_btn = gr.Button("Add outfit")
             delete_btn = gr.Button("Delete character...", variant="stop", elem_id="char-delete")
-            with gr.Group(visible=False) as confirm_box:
+            with gr.Group(visible=False, elem_id="char-delete-confirm") as confirm_box:
                 confirm_text = gr.Markdown(elem_id="char-delete-question")
                 with gr.Row():
                     confirm_btn = gr.Button("Yes, delete", variant="stop", elem_id="char-delete-yes")
@@ -248,11 +271,19 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             manage_status = gr.Markdown(elem_id="char-manage-status")
             undo_btn = gr.Button("Undo the deletion", visible=False, elem_id="char-undo")
 
-    def refresh(sid):
+    def listing(sid):
+        """The project's characters, and Undo while its last deleted one can come back."""
         choices = character_choices(ctx, sid)
-        return gallery_items(ctx, sid), gr.update(choices=choices, value=choices[-1][1] if choices else None)
+        return (gallery_items(ctx, sid), gr.update(choices=choices, value=choices[-1][1] if choices else None),
+                gr.update(visible=can_undo(ctx, sid)))
 
-    refresh_outputs = [gallery, chosen]
+    listing_outputs = [gallery, chosen, undo_btn]
+
+    def refresh(sid):
+        """Another project (or a reload): its characters and Undo; no line or question of before."""
+        return (*listing(sid), "", "", gr.update(visible=False))
+
+    refresh_outputs = [*listing_outputs, status, manage_status, confirm_box]
 
     def on_photo(p):
         """A file that is not an image: say so and empty the box instead of a broken picture."""
@@ -278,43 +309,53 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     def on_save(sid, p, n, d, m, c):
         _, message = save_character(ctx, sid, p, n, d, m, c)
-        return (message, None, *refresh(sid))
+        return (message, None, *listing(sid))
 
-    events = [save_btn.click(gpu_event(ctx, user_errors(on_save)), [session, photo, name, description, mask, checked],
-                             [status, checked, *refresh_outputs], api_name="save_character", **GPU_QUEUE)]
+    events = [clears_first(save_btn.click, [status])(
+        gpu_event(ctx, user_errors(on_save)), [session, photo, name, description, mask, checked],
+        [status, checked, *listing_outputs], api_name="save_character", **GPU_QUEUE)]
 
     def on_manage(fn, on_gpu=False):
         def handler(sid, *args):
             message = fn(ctx, sid, *args)
-            return (message, *refresh(sid))
+            return (message, *listing(sid))
         return gpu_event(ctx, user_errors(handler)) if on_gpu else user_errors(handler)
 
-    events += [rename_btn.click(on_manage(rename_character), [session, chosen, new_name], [manage_status, *refresh_outputs],
-                     api_name="rename_character")]
-    events += [desc_btn.click(on_manage(redescribe_character), [session, chosen, new_desc], [manage_status, *refresh_outputs],
-                   api_name="redescribe_character")]
+    def managing(button):  # each action's own line replaces the one before, even when it fails
+        return clears_first(button.click, [manage_status])
+
+    events += [managing(rename_btn)(on_manage(rename_character), [session, chosen, new_name],
+                                    [manage_status, *listing_outputs], api_name="rename_character")]
+    events += [managing(desc_btn)(on_manage(redescribe_character), [session, chosen, new_desc],
+                                  [manage_status, *listing_outputs], api_name="redescribe_character")]
+
+    # The character the question names: "Yes, delete" deletes that one, not one chosen in the list
+    # since (an API call without a question deletes the chosen one).
+    asked = gr.State(None)
 
     def on_ask(sid, character_id):
-        return gr.update(visible=True), ask_delete(ctx, sid, character_id)
+        return gr.update(visible=True), ask_delete(ctx, sid, character_id), character_id
 
-    delete_btn.click(user_errors(on_ask), [session, chosen], [confirm_box, confirm_text], api_name="ask_delete_character")
-    keep_btn.click(lambda: gr.update(visible=False), None, [confirm_box], api_visibility="private")
+    delete_btn.click(user_errors(on_ask), [session, chosen], [confirm_box, confirm_text, asked],
+                     api_name="ask_delete_character")
+    keep_btn.click(lambda: (gr.update(visible=False), None), None, [confirm_box, asked], api_visibility="private")
 
-    def on_delete(sid, character_id):
-        message = delete_character(ctx, sid, character_id)
-        return (message, gr.update(visible=False), gr.update(visible=True), *refresh(sid))
+    def on_delete(sid, character_id, asked_id=None):
+        message = delete_character(ctx, sid, asked_id or character_id)
+        return (message, gr.update(visible=False), None, *listing(sid))
 
-    events += [confirm_btn.click(user_errors(on_delete), [session, chosen],
-                                 [manage_status, confirm_box, undo_btn, *refresh_outputs], api_name="delete_character")]
+    events += [managing(confirm_btn)(user_errors(on_delete), [session, chosen, asked],
+                                     [manage_status, confirm_box, asked, *listing_outputs],
+                                     api_name="delete_character")]
 
     def on_undo(sid):
         message = undo_delete(ctx, sid)
-        return (message, gr.update(visible=False), *refresh(sid))
+        return (message, *listing(sid))
 
-    events += [undo_btn.click(user_errors(on_undo), [session], [manage_status, undo_btn, *refresh_outputs],
-                              api_name="undo_delete_character")]
-    events += [outfit_btn.click(on_manage(add_outfit, on_gpu=True), [session, chosen, outfit_name, outfit_image],
-                     [manage_status, *refresh_outputs], api_name="add_outfit", **GPU_QUEUE)]
+    events += [managing(undo_btn)(user_errors(on_undo), [session], [manage_status, *listing_outputs],
+                                  api_name="undo_delete_character")]
+    events += [managing(outfit_btn)(on_manage(add_outfit, on_gpu=True), [session, chosen, outfit_name, outfit_image],
+                                    [manage_status, *listing_outputs], api_name="add_outfit", **GPU_QUEUE)]
 
     return {"refresh": (user_errors(refresh), refresh_outputs), "gallery": gallery, "chosen": chosen,
             "events": events}

@@ -125,3 +125,16 @@ def image_input(**kwargs):
     kwargs.setdefault("type", "filepath")
     kwargs.setdefault("image_mode", None)
     return PhotoInput(**kwargs)
+
+
+def clears_first(listener: Callable, statuses: list) -> Callable:
+    """``listener`` (e.g. ``button.click``) whose events first empty the ``statuses`` (status
+    lines), then run: a new action, failed or not, never leaves the previous action's line
+    standing (a failure shows its own notice and leaves the line empty)."""
+    def listen(fn, inputs=None, outputs=None, **kwargs):
+        def empty():
+            return "" if len(statuses) == 1 else [""] * len(statuses)
+
+        first = listener(empty, None, statuses, queue=False, show_progress="hidden", api_visibility="private")
+        return first.then(fn, inputs, outputs, **kwargs)
+    return listen

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .common import check_image_file, image_input, ok, user_errors
+from .common import check_image_file, clears_first, image_input, ok, user_errors
 from .context import StudioContext
 from .gpu import GPU_QUEUE, gpu_event
 
@@ -32,15 +32,23 @@ def pose_names(ctx: StudioContext, sid: str) -> list[str]:
 
 
 def preview_pose(ctx: StudioContext, sid: str, name: str, width, height):
-    """The pose drawn as the ControlNet sees it, at the panel's size, inside a visible frame."""
+    """The pose drawn as the ControlNet sees it, at the panel's size, inside a visible frame. The
+    size is checked first: positive multiples of 8, at most the configured largest side (the Render
+    tab's limit and message), so a huge size never allocates anything."""
     from PIL import ImageOps
 
+    from ..config import check_panel_size
     from ..errors import PoseError
     if not name:
         raise PoseError("Choose a pose in the gallery or the list first.")
-    w, h = int(width), int(height)
+    try:
+        w, h = int(width), int(height)
+    except (TypeError, ValueError, OverflowError):
+        raise PoseError("Type the panel width and height as whole numbers, positive multiples of 8 "
+                        "(e.g. 768 and 1024).") from None
     if w % 8 or h % 8 or w <= 0 or h <= 0:
         raise PoseError(f"Panel size {w}x{h} is not usable: use positive multiples of 8.")
+    check_panel_size(w, h, ctx.settings)
     library = ctx.poses(sid)
     pose = library.get(name)
     image = library.preview(name, w, h)
@@ -98,15 +106,16 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 photo = image_input(label="Photo", height=200)
                 new_name = gr.Textbox(label="Pose name (lowercase-with-dashes)", placeholder="two-people-waving")
                 extract_btn = gr.Button("Extract and save")
-                extract_status = gr.Markdown()
+                extract_status = gr.Markdown(elem_id="pose-extract-status")
         with gr.Column(scale=5):
-            chosen = gr.Dropdown(label="Pose", choices=[], interactive=True)
+            chosen = gr.Dropdown(label="Pose", choices=[], interactive=True, elem_id="pose-chosen")
             with gr.Row():
                 width = gr.Number(label="Panel width", value=ctx.settings.width, precision=0, step=8)
                 height = gr.Number(label="Panel height", value=ctx.settings.height, precision=0, step=8)
             preview_btn = gr.Button("Preview on the panel")
-            preview = gr.Image(label="Skeleton over the panel frame", interactive=False, height=360)
-            info = gr.Markdown()
+            preview = gr.Image(label="Skeleton over the panel frame", interactive=False, height=360,
+                               elem_id="pose-preview")
+            info = gr.Markdown(elem_id="pose-info")
 
     def refresh(sid):
         names = pose_names(ctx, sid)
@@ -129,6 +138,15 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         items, names = refresh(sid)
         return message, items, gr.update(choices=pose_names(ctx, sid), value=name)
 
-    extracted = extract_btn.click(gpu_event(ctx, user_errors(on_extract)), [session, photo, new_name],
-                                  [extract_status, gallery, chosen], api_name="extract_pose", **GPU_QUEUE)
-    return {"refresh": (user_errors(refresh), [gallery, chosen]), "events": [extracted]}
+    extracted = clears_first(extract_btn.click, [extract_status])(
+        gpu_event(ctx, user_errors(on_extract)), [session, photo, new_name], [extract_status, gallery, chosen],
+        api_name="extract_pose", **GPU_QUEUE)
+
+    def refresh_all(sid):
+        """Another project (or a reload): its poses, nothing chosen (a pose of the project before
+        is not in this list: Gradio would refuse it with a red "Error"), no preview or line of before."""
+        items, _ = refresh(sid)
+        return items, gr.update(choices=pose_names(ctx, sid), value=None), None, "", ""
+
+    return {"refresh": (user_errors(refresh_all), [gallery, chosen, preview, info, extract_status]),
+            "events": [extracted]}

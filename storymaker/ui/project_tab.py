@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import as_path, ok, user_errors, warn
+from .common import as_path, clears_first, ok, user_errors, warn
 from .context import StudioContext
 from .session import DELETED_ELSEWHERE
 
@@ -27,16 +27,56 @@ def new_project(ctx: StudioContext, sid: str, title: str) -> tuple[str, str]:
 
 
 def open_project(ctx: StudioContext, sid: str, upload) -> tuple[str, str]:
+    """Add the project of a .zip made with Save beside the others and open it. Any file may be
+    dropped on the box (Gradio's own type check would refuse it with a bare red "Error"): a file
+    that is not a zip archive is refused here, saying what to choose."""
+    import zipfile
+
     from ..errors import ProjectError
     from ..services.storage import import_zip
 
     path = as_path(upload)
     if path is None:
         raise ProjectError("Choose a project .zip (made with Save) to open.")
+    if path.suffix.lower() != ".zip" or not zipfile.is_zipfile(path):
+        raise ProjectError(f"{path.name} is not a project .zip: choose a .zip made with "
+                           "Save project as .zip. Nothing was opened.")
+    taken = _titles(ctx, sid)
     folder = ctx.sessions.next_project_dir(sid)
     project = import_zip(path, folder)
+    _tell_apart(project, taken)
     return (ok(f"Opened **{project.title or 'the project'}** (added to your projects)."),
             ctx.sessions.switch_project(sid, folder))
+
+
+def distinct_title(title: str, taken) -> str:
+    """``title``, or ``title (2)``, ``(3)``... when a title in ``taken`` is the same (ignoring
+    case): how a copied, imported or example project is told apart in the list."""
+    import re
+
+    used = {str(t).casefold() for t in taken}
+    if title.casefold() not in used:
+        return title
+    base = re.sub(r" \(\d+\)$", "", title)
+    number = 2
+    while f"{base} ({number})".casefold() in used:
+        number += 1
+    return f"{base} ({number})"
+
+
+def _titles(ctx: StudioContext, sid: str) -> list[str]:
+    return [info.title for info in ctx.sessions.projects(sid)]
+
+
+def _tell_apart(project, taken: list[str]) -> None:
+    """Retitle a new copy/import/example whose title another project has. Untitled ones are left
+    as they are: they take their script's title (Story tab)."""
+    from .story_tab import UNTITLED
+
+    if project.title and project.title != UNTITLED:
+        title = distinct_title(project.title, taken)
+        if title != project.title:
+            project.set_title(title)
 
 
 def switch_project(ctx: StudioContext, sid: str, name: str) -> tuple[str, str]:
@@ -56,8 +96,10 @@ def duplicate_project(ctx: StudioContext, sid: str, name: str) -> tuple[str, str
     """Copy a project (characters, script, renders) and open the copy."""
     from ..services.storage import duplicate_project as duplicate
 
+    taken = _titles(ctx, sid)
     folder = ctx.sessions.next_project_dir(sid)
     project = duplicate(ctx.sessions.project_path(sid, name), folder)
+    _tell_apart(project, taken)
     return (ok(f"Made and opened **{project.title}**; the original is unchanged."),
             ctx.sessions.switch_project(sid, folder))
 
@@ -72,9 +114,11 @@ def ask_delete_project(ctx: StudioContext, sid: str, name: str) -> str:
 
 def delete_project(ctx: StudioContext, sid: str, name: str) -> tuple[str, str]:
     from ..services.storage import project_info
+    from .characters_tab import forget_deleted
 
     title = project_info(ctx.sessions.project_path(sid, name)).title or "Untitled story"
     view = ctx.sessions.delete_project(sid, name)
+    forget_deleted(ctx, sid, name)  # its deleted character is not offered to a later project
     return ok(f"Deleted **{title}**."), ctx.open_view(view)
 
 
@@ -148,7 +192,9 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                 rename_btn = gr.Button("Rename", scale=1)
             status = gr.Markdown(elem_id="project-status")
             with gr.Accordion("Open / save a project .zip", open=False):
-                upload = gr.File(label="Open a project .zip", file_types=[".zip"], type="filepath")
+                # No file_types: Gradio would refuse another file in the browser with a red "Error";
+                # open_project says what to choose instead.
+                upload = gr.File(label="Open a project .zip", type="filepath", elem_id="project-zip")
                 save_btn = gr.Button("Save project as .zip")
                 download = gr.File(label="Download", interactive=False)
 
@@ -161,24 +207,33 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         return project_summary(ctx, sid), listing(sid)
 
 
-    def on_ask(sid, name):
-        return gr.update(visible=True), ask_delete_project(ctx, sid, name)
+    # The project the question names: "Yes, delete it" deletes that one, not one chosen in the list
+    # since (an API call without a question deletes the chosen one).
+    asked = gr.State(None)
 
-    delete_btn.click(user_errors(on_ask), [session, chosen], [confirm_box, question], api_name="ask_delete_project")
-    keep_btn.click(lambda: gr.update(visible=False), None, [confirm_box], api_visibility="private")
+    def on_ask(sid, name):
+        return gr.update(visible=True), ask_delete_project(ctx, sid, name), name
+
+    delete_btn.click(user_errors(on_ask), [session, chosen], [confirm_box, question, asked],
+                     api_name="ask_delete_project")
+    keep_btn.click(lambda: (gr.update(visible=False), None), None, [confirm_box, asked], api_visibility="private")
+
+    def clearing(listener):  # each action's own line replaces the one before, even when it fails
+        return clears_first(listener, [status])
 
     return {
-        "example_btn": example_btn, "summary": summary, "list": chosen, "status": status,
-        "save_btn": save_btn, "download": download, "confirm_box": confirm_box,
+        # The app wires these buttons' .click: their events, too, first empty the status line.
+        "example_btn": _Clearing(example_btn, clearing), "summary": summary, "list": chosen, "status": status,
+        "save_btn": _Clearing(save_btn, clearing), "download": download, "confirm_box": confirm_box,
         # (event listener, inputs after the session): each changes the current project, so the app
         # refreshes every tab after it.
         "actions": {
-            "new": (new_btn.click, [title]),
-            "open": (upload.upload, [upload]),
-            "switch": (open_btn.click, [chosen]),
-            "rename": (rename_btn.click, [chosen, new_title]),
-            "duplicate": (duplicate_btn.click, [chosen]),
-            "delete": (confirm_btn.click, [chosen]),
+            "new": (clearing(new_btn.click), [title]),
+            "open": (clearing(upload.upload), [upload]),
+            "switch": (clearing(open_btn.click), [chosen]),
+            "rename": (clearing(rename_btn.click), [chosen, new_title]),
+            "duplicate": (clearing(duplicate_btn.click), [chosen]),
+            "delete": (clearing(confirm_btn.click), [chosen, asked]),
         },
         "handlers": {
             "new": lambda sid, t: new_project(ctx, sid, t),
@@ -186,11 +241,19 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             "switch": lambda sid, n: switch_project(ctx, sid, n),
             "rename": lambda sid, n, t: rename_project(ctx, sid, n, t),
             "duplicate": lambda sid, n: duplicate_project(ctx, sid, n),
-            "delete": lambda sid, n: delete_project(ctx, sid, n),
+            "delete": lambda sid, n, asked=None: delete_project(ctx, sid, asked or n),
             "save": lambda sid: save_project(ctx, sid),
             "summary": summary_and_list,
         },
     }
+
+
+class _Clearing:
+    """A button as the app sees it (``.click``), whose events first empty the status line."""
+
+    def __init__(self, button, clearing):
+        self.button = button
+        self.click = clearing(button.click)
 
 
 # ---------------------------------------------------------------- the example project
@@ -206,7 +269,7 @@ def make_example(ctx: StudioContext, sid: str, progress=None) -> tuple[str, str]
 
     example = load_example(EXAMPLES_DIR)
     folder = ctx.sessions.next_project_dir(sid)
-    project = ctx.services.open_project(folder, create=True, title=example.title)
+    project = ctx.services.open_project(folder, create=True, title=distinct_title(example.title, _titles(ctx, sid)))
     registry = ctx.services.character_registry(project)
     for person in example.characters:
         if progress is not None:
@@ -218,6 +281,6 @@ def make_example(ctx: StudioContext, sid: str, progress=None) -> tuple[str, str]
     engine = ctx.engine(view)
     report = engine.render_story(story, progress=progress_reporter(progress) if progress else None,
                                  cancel=ctx.cancels.fresh(sid))  # the flag the tab's Cancel sets
-    text = f"Example **{example.title}** ready: {report.summary()} See the Comic tab."
+    text = f"Example **{project.title}** ready: {report.summary()} See the Comic tab."
     return (ok(text) if report.ok else text), view
 
