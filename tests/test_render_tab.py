@@ -166,13 +166,17 @@ def test_after_a_reload_the_tab_says_a_render_is_running_and_a_new_render_clears
     notes = []
 
     def reload_during_panel_1(fraction, desc=None):
+        if notes:
+            return
         # What a reloaded page's Render tab shows while the render of the page before runs.
         notes.append(render_tab.running_note(ctx, sid))
         notes.append(render_tab.start_render(ctx, sid))  # a second Render click meanwhile
+        notes.append(render_tab.cancel_render(ctx, sid))  # then Cancel: it stops the running render
 
-    render_tab.run_render(ctx, sid, "all", 1, _options(), reload_during_panel_1)
+    message = render_tab.run_render(ctx, sid, "all", 1, _options(), reload_during_panel_1)
     assert notes[0] == warn(render_tab.RUNNING) and "Cancel stops it" in notes[0]
-    assert "still running" in notes[1]
+    assert "still running" in notes[1] and "Cancelling" in notes[2]
+    assert "cancelled" in message and _counts(ctx, sid)[2] == 0
     assert render_tab.running_note(ctx, sid) == ""  # finished: nothing is said any more
 
     lines = []

@@ -282,12 +282,16 @@ def running_note(ctx: StudioContext, sid: str) -> str:
 def start_render(ctx: StudioContext, sid: str) -> str:
     """At a render button's click, outside the queue: arm the cancel flag (a Cancel pressed while
     the render waits is kept) and return the status line to show until the render ends: the old
-    line ("Cancelling ...", the last render's summary) goes, a render still running is said."""
+    line ("Cancelling ...", the last render's summary) goes, a render still running is said.
+    While one runs (e.g. started before a page reload) the flag stays that render's: Cancel stops
+    the render that is running, not the one waiting behind it."""
     if sid is None:
         return ""
-    busy = running_note(ctx, sid)
+    if ctx.cancels.is_busy(sid):
+        return warn("A render of this project is still running: this one starts when it ends "
+                    "(Cancel stops the running one).")
     ctx.cancels.arm(sid)
-    return warn("A render of this project is still running: this one starts when it ends.") if busy else ""
+    return ""
 
 
 # ---------------------------------------------------------------- layout
