@@ -81,6 +81,7 @@ def test_the_buttons_are_there_and_the_gpu_duration_counts_only_missing_panels(t
     story_tab.validate(ctx, sid, STREETS)
     assert _component(studio.blocks, "Button", "Render missing panels")
     handler = next(fn for fn in studio.blocks.fns.values() if fn.api_name == "render_missing")
+    assert handler.concurrency_limit == 1 and handler.concurrency_id == "gpu"  # the one GPU queue
     widgets = (sid, 1, 256, 256, 2, 7.5, 0.8, 0.8, 0.7, -1, 1, "Standard")
     work = render_work(ctx, "missing")
     everything = story_work(ctx.story(sid), ctx.settings.replace(width=256, height=256, steps=2))
@@ -180,7 +181,8 @@ def test_after_a_reload_the_tab_says_a_render_is_running_and_a_new_render_clears
     assert render_tab.running_note(ctx, sid) == ""  # finished: nothing is said any more
 
     lines = []
-    render_tab.run_render(ctx, sid, "all", 1, _options(), lambda f, desc=None: lines.append(render_tab.cancel_render(ctx, sid)))
+    render_tab.run_render(ctx, sid, "all", 1, _options(),
+                          lambda f, desc=None: lines.append(render_tab.cancel_render(ctx, sid)))
     assert "Cancelling" in lines[0]  # the status line the Cancel click left
     assert render_tab.start_render(ctx, sid) == ""  # the next render's click replaces it
 

@@ -44,7 +44,7 @@ def default_quality(settings) -> str:
     """The Quality radio's first choice: Fast where the settings ask for it (STORYMAKER_QUALITY=fast),
     else Standard; never guessed from a step count (a Fast choice would replace every panel's steps
     and guidance, the script's included)."""
-    return next(p.name for p in PRESETS if p.quality == "fast") if settings.quality == "fast" else "Standard"
+    return "Fast" if settings.quality == "fast" else "Standard"
 
 
 @dataclass(frozen=True)
@@ -219,9 +219,6 @@ def _panel_index(panel_number) -> int:
     return number - 1
 
 
-MODES = ("all", "missing", "panel", "reroll")
-
-
 def run_render(ctx: StudioContext, sid: str, mode: str, panel_number, options: RenderSettings,
                progress: Callable[..., Any] | None = None) -> str:
     """Render the story ("all"), its panels without a render of their current wording ("missing":
@@ -237,8 +234,8 @@ def run_render(ctx: StudioContext, sid: str, mode: str, panel_number, options: R
     index = None if mode in ("all", "missing") else _panel_index(panel_number)
     if index is not None and index >= len(story.panels):
         count = len(story.panels)
-        raise InvalidInputError(f"Panel {index + 1} does not exist: the story has {count} panel{'s' if count != 1 else ''}. "
-                                "Check the panel number.")
+        raise InvalidInputError(f"Panel {index + 1} does not exist: the story has {count} "
+                                f"panel{'s' if count != 1 else ''}. Check the panel number.")
     engine = ctx.engine(sid, **options.overrides())
     cancel = ctx.cancels.fresh(sid)
     with ctx.cancels.busy(sid):
