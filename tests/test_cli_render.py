@@ -153,3 +153,27 @@ def test_storymaker_without_weights_exits_2_once_and_writes_nothing(tmp_path, ca
     assert err.count("stabilityai/stable-diffusion-xl-base-1.0") == 1
     assert "STORYMAKER_BASE_MODEL" in err and "No comic was written" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_missing_renders_only_the_panels_without_a_render_of_their_wording(tmp_path, story_file, capsys):
+    from storymaker.services.storage import Project
+
+    project_dir = tmp_path / "proj"
+    base = ["render", str(story_file), "--project", str(project_dir), "--out", str(tmp_path / "c.png"),
+            "--backend", "draft", "--characters", f"Ava={PHOTO}", "--layout", "strip", "--size", "64x64",
+            "--overwrite"]
+    assert main([*base, "--panels", "2"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main([*base, "--missing"]) == 0
+    err = capsys.readouterr().err
+    assert "1 panel already has a render of its current wording: skipped (--missing); 2 to render" in err
+    assert "panel 1: ok" in err and "panel 3: ok" in err and "panel 2:" not in err
+    project = Project.open(project_dir)
+    assert [len(project.versions(i)) for i in range(3)] == [1, 1, 1]
+    # Nothing missing: nothing renders, and the comic is written from the panels' own renders.
+    (tmp_path / "c.png").unlink()
+    assert main([*base, "--missing"]) == 0
+    captured = capsys.readouterr()
+    assert "3 panels already have a render of their current wording" in captured.err and "0 to render" in captured.err
+    assert (tmp_path / "c.png").is_file() and "wrote" in captured.out
+    assert [len(project.versions(i)) for i in range(3)] == [1, 1, 1]

@@ -178,6 +178,45 @@ def test_cancel_after_a_step_keeps_finished_panels(services, project):
     assert len(project.versions(1)) == 1
 
 
+def test_only_missing_renders_the_panels_without_a_render_of_their_wording(services, project, cache):
+    from storymaker.services.render import missing_panels
+
+    engine = services.engine(project)
+    s = story(panel("a quiet harbour"), panel("an empty beach"), panel("a hill at dawn"))
+    assert missing_panels(None, s) == [0, 1, 2]  # no project: nothing is kept, everything is missing
+    cancel = threading.Event()
+
+    def cancel_in_panel_2(position, count, step, steps):
+        if position == 1 and step == 1:
+            cancel.set()
+
+    first = engine.render_story(s, progress=cancel_in_panel_2, cancel=cancel)
+    assert [r.status for r in first.results] == ["ok", "cancelled", "cancelled"]
+    assert engine.missing_panels(s) == [1, 2]
+    seen = []
+    again = engine.render_story(s, only_missing=True, progress=lambda *a: seen.append(a))
+    assert [r.index for r in again.results] == [1, 2] and again.ok and again.skipped == (0,)
+    assert again.summary() == "2 of 2 panels rendered, 1 skipped (already rendered)."
+    assert {count for _, count, _, _ in seen} == {2}  # the progress counts the panels it renders
+    assert [len(project.versions(i)) for i in range(3)] == [1, 1, 1]
+    # The seeds are the story's, as "render all" would have used: panel 2 is not panel 1's seed.
+    assert [project.selected(i).seed for i in range(3)] == [derive_seed(0, i) for i in range(3)]
+
+    loads = cache.loads[services.backend.key]
+    nothing = engine.render_story(s, only_missing=True)
+    assert nothing.results == () and nothing.skipped == (0, 1, 2) and nothing.ok
+    assert nothing.summary() == "Nothing to render: all 3 panels already have a render of their current wording."
+    assert [len(project.versions(i)) for i in range(3)] == [1, 1, 1]
+    assert cache.loads[services.backend.key] == loads
+
+    # New words for panel 2: only it renders; a list of panels is respected.
+    edited = story(panel("a quiet harbour"), panel("an empty beach at dusk"), panel("a hill at dawn"))
+    assert engine.missing_panels(edited) == [1] and engine.missing_panels(edited, [0, 2]) == []
+    report = engine.render_story(edited, panels=[0, 1], only_missing=True)
+    assert [r.index for r in report.results] == [1] and report.skipped == (0,)
+    assert [len(project.versions(i)) for i in range(3)] == [1, 2, 1]
+
+
 def test_out_of_memory_fails_one_panel_and_the_engine_recovers(services, project, monkeypatch):
     import torch
 

@@ -208,3 +208,22 @@ def test_app_imports_spaces_first_in_zero_gpu_mode(monkeypatch, spaces):
     monkeypatch.setitem(sys.modules, "spaces", None)  # not installed
     with pytest.raises(Exception, match="pip install spaces"):
         app.import_spaces_first(Settings(zero_gpu="on"))
+
+
+def test_render_missing_asks_only_for_the_panels_it_renders(tmp_path, spaces):
+    studio, sid, settings = _fast_studio(tmp_path, gpu_duration_max=999)
+    handlers = {name: _handler(studio.blocks, f"render_{name}").fn for name in ("panel", "missing")}
+    widgets = (256, 256, 25, 7.5, 0.8, 0.8, 0.7, -1, 1, "Standard")
+    assert "render_missing" in spaces.decorated
+    handlers["panel"](sid, 2, *widgets, progress=NOOP)
+    message, _ = handlers["missing"](sid, 1, *widgets, progress=NOOP)
+    assert "2 of 2 panels rendered, 1 skipped (already rendered)" in message
+    message, _ = handlers["missing"](sid, 1, *widgets, progress=NOOP)
+    assert message.startswith("Nothing to render")
+    project = studio.context.project(sid)
+    done = [_rendered(project, i) for i in range(3)]
+    assert [len(d) for d in done] == [1, 1, 1]
+    (_, one), (_, two), (_, none) = spaces.calls
+    assert one == gpu_duration(done[1], settings)
+    assert two == gpu_duration(done[0] + done[2], settings) > one  # panels 1 and 3, not panel 2 again
+    assert none == gpu_duration([], settings) < one

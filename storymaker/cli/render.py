@@ -39,6 +39,10 @@ def register(subparsers) -> None:
                         help="storymaker, draft, tiny or auto (default: STORYMAKER_BACKEND or auto)")
     parser.add_argument("--panels", default=None, metavar="LIST",
                         help="only these panels, 1-based, e.g. 1,3 or 2-4 (the others keep their selected version)")
+    parser.add_argument("--missing", action="store_true",
+                        help="render only the panels (of --panels, if given) that have no render of their current "
+                             "wording in the project: none yet, or the script changed since (e.g. after an "
+                             "interrupted run); the others keep theirs")
     parser.add_argument("--layout", choices=LAYOUTS, default="pages", help="comic layout (default: pages)")
     parser.add_argument("--seed", type=int, default=None,
                         help="story base seed, 0 to 4294967295 (replaces the script's; -1: the script's seeds)")
@@ -262,15 +266,28 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = services.engine(project)
     run_indices = indices if indices is not None else list(range(len(story.panels)))
-    if getattr(args, "ray", None):
+    missing = bool(getattr(args, "missing", False))
+    if missing:
+        todo = engine.missing_panels(story, run_indices)
+        skipped = len(run_indices) - len(todo)
+        have = "panel already has a render of its" if skipped == 1 else "panels already have a render of their"
+        print(f"{skipped} {have} current wording: skipped (--missing); {len(todo)} to render", file=sys.stderr)
+        run_indices = todo
+    if missing and not run_indices:
+        from ..services.jobs import RenderReport
+
+        report = RenderReport((), backend=services.backend_name)
+    elif getattr(args, "ray", None):
         from ..distributed import StoryRun
         from .batch import render_runs_on_ray
 
-        (report,) = render_runs_on_ray(args, services, [StoryRun(engine, story, indices, args.seed)])
+        panels = run_indices if missing else indices
+        (report,) = render_runs_on_ray(args, services, [StoryRun(engine, story, panels, args.seed)])
     else:
         bar, progress = _progress_bar(story, run_indices, services.backend_name)
         try:
-            report = engine.render_story(story, panels=indices, seed=args.seed, progress=progress)
+            report = engine.render_story(story, panels=indices, seed=args.seed, progress=progress,
+                                         only_missing=missing)
         finally:
             bar.close()
     for result in report.results:
@@ -281,7 +298,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"panel {result.index + 1}: {result.status}", file=sys.stderr)  # reasons: in the error
 
     written: list[Path] = []
-    if report.finished:  # nothing rendered in this run: do not export older versions as if it had
+    # Nothing rendered in this run: do not export older versions as if it had (unless --missing
+    # left every panel its own render).
+    if report.finished or (missing and report.ok):
         try:
             written = write_comic(services, project, story, out, args.layout, overwrite=args.overwrite, poses=poses)
         except OSError as err:

@@ -7,6 +7,7 @@ read these.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -123,13 +124,25 @@ class PanelResult:
         return self.status == STATUS_OK
 
 
+def about_panels(numbers: list[int], reason: str) -> str:
+    """``reason`` said of the panels ``numbers`` (1-based): "Panel 2: <reason>", unless the reason
+    already begins with that panel ("Panel 2 asks for pose ...": not "Panel 2: Panel 2 ...")."""
+    label = "Panel" if len(numbers) == 1 else "Panels"
+    if len(numbers) == 1 and re.match(rf"Panel {numbers[0]}\b", reason):
+        return reason
+    return f"{label} {', '.join(map(str, numbers))}: {reason}"
+
+
 @dataclass(frozen=True)
 class RenderReport:
-    """The outcome of a run: one result per requested panel, in order."""
+    """The outcome of a run: one result per panel it rendered, in order; ``skipped``: the panels
+    (0-based) it left alone because they already had a render of their current wording
+    (``RenderEngine.render_story(only_missing=True)``)."""
 
     results: tuple[PanelResult, ...]
     backend: str
     cancelled: bool = False
+    skipped: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -146,7 +159,14 @@ class RenderReport:
     def summary(self) -> str:
         """One paragraph for a user: what rendered, what failed and why (each reason once)."""
         done = len(self.finished)
+        if not self.results and self.skipped:
+            count = len(self.skipped)
+            if count == 1:
+                return "Nothing to render: the panel already has a render of its current wording."
+            return f"Nothing to render: all {count} panels already have a render of their current wording."
         parts = [f"{done} of {len(self.results)} panel{'s' if len(self.results) != 1 else ''} rendered"]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped (already rendered)")
         if self.cancelled:
             parts.append("cancelled (finished panels are kept)")
         text = ", ".join(parts) + "."
@@ -154,6 +174,5 @@ class RenderReport:
         for r in self.failed:
             reasons.setdefault(r.error or "unknown error", []).append(r.index + 1)
         for reason, numbers in reasons.items():
-            label = "Panel" if len(numbers) == 1 else "Panels"
-            text += f" {label} {', '.join(map(str, numbers))}: {reason}"
+            text += " " + about_panels(numbers, reason)
         return text

@@ -10,6 +10,7 @@ job data is :mod:`storymaker.services.jobs`; character conditioning comes from t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -198,11 +199,19 @@ class RenderEngine:
         cancel: threading.Event | None = None,
         keep: bool = True,
         best_of: int | None = None,
+        only_missing: bool = False,
     ) -> RenderReport:
         """Render ``panels`` (0-based indices; all by default). ``seed`` replaces the story seed;
-        ``best_of`` seeds per panel (default ``settings.best_of``), the best-scoring one selected."""
+        ``best_of`` seeds per panel (default ``settings.best_of``), the best-scoring one selected.
+        ``only_missing``: render only those of them with no render of their current wording
+        (:meth:`missing_panels`); the others are the report's ``skipped``."""
         indices = list(range(len(story.panels))) if panels is None else list(panels)
-        return self._run(
+        skipped: tuple[int, ...] = ()
+        if only_missing:
+            missing = set(self.missing_panels(story, indices))
+            skipped = tuple(i for i in indices if i not in missing)
+            indices = [i for i in indices if i in missing]
+        report = self._run(
             story,
             [(i, None, None) for i in indices],
             story_seed=seed,
@@ -211,6 +220,12 @@ class RenderEngine:
             keep=keep,
             best_of=best_of,
         )
+        return dataclasses.replace(report, skipped=skipped) if skipped else report
+
+    def missing_panels(self, story: Story, panels: Sequence[int] | None = None) -> list[int]:
+        """The panels of ``story`` (0-based; among ``panels``, all by default) that have no render
+        of their current wording in this engine's project (:func:`missing_panels`)."""
+        return missing_panels(self.project, story, panels)
 
     def render_panel(
         self,
@@ -449,6 +464,20 @@ class RenderEngine:
         name = getattr(version, "id", version)
         self.project.select(panel_id, name)
         return name
+
+
+def missing_panels(project: Any, story: Story, panels: Sequence[int] | None = None) -> list[int]:
+    """The panels of ``story`` (0-based; among ``panels``, all by default) that ``project`` holds
+    no render of their current wording for: no render at all, or a chosen render made for other
+    words (the Render tab's "script changed since render"). Without a project every panel is
+    missing; a number that is not a panel stays in (rendering it says it does not exist). The
+    render engine and the ZeroGPU duration estimate (``storymaker.ui.gpu``) both use this."""
+    chosen = list(range(len(story.panels)) if panels is None else panels)
+    if project is None:
+        return chosen
+    renders = project.panel_renders([panel.prompt for panel in story.panels])
+    return [i for i in chosen
+            if not 0 <= i < len(renders) or renders[i].selected is None or renders[i].changed]
 
 
 def panel_settings(story: Story, panel: Panel, settings: Settings) -> dict[str, Any]:

@@ -7,6 +7,7 @@ built over it. Nothing per-user is kept in module globals.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -124,6 +125,40 @@ class CancelFlags:
             else:
                 return state in (CANCELLED, CANCELLED_QUEUED)
             return True
+
+    @contextlib.contextmanager
+    def busy(self, sid: str):
+        """Mark the render of ``sid`` as running while the block runs (:meth:`is_busy` sees it from
+        any process, e.g. after a page reload): a small file beside the flag holding this
+        process's id, removed at the end."""
+        marker = self._busy_path(sid)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(os.getpid()), encoding="utf-8")
+        try:
+            yield
+        finally:
+            marker.unlink(missing_ok=True)
+
+    def is_busy(self, sid: str) -> bool:
+        """Whether a render of ``sid`` is running now (a marker of :meth:`busy` whose process is
+        alive: one left by a process that died does not count)."""
+        try:
+            pid = int(self._busy_path(sid).read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return False
+        if pid == os.getpid() or os.name == "nt":  # on Windows os.kill would end the process
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # alive, another user's
+        return True
+
+    def _busy_path(self, sid: str) -> Path:
+        path = self._path(sid)
+        return path.with_name(path.name + ".running")
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,12 @@ def gpu_event(ctx: "StudioContext", fn: F, work: Callable[..., Any] | None = Non
 
 def render_work(ctx: "StudioContext", mode: str) -> Callable[..., Any]:
     """The duration estimate of the Render tab's handlers ``(sid, panel_number, width, height,
-    steps, guidance, ..., best_of, quality)``: the session's story panels ("all") or one panel
-    ("panel", "reroll"), with the very settings the handler renders with (the Quality preset and
-    best of N included), resolved as the engine resolves them (:func:`story_work`)."""
+    steps, guidance, ..., best_of, quality)``: the session's story panels ("all"), those without a
+    render of their current wording ("missing", as the engine picks them), or one panel ("panel",
+    "reroll"), with the very settings the handler renders with (the Quality preset and best of N
+    included), resolved as the engine resolves them (:func:`story_work`)."""
     from ..services.gpu import story_work
+    from ..services.render import missing_panels
 
     def work(sid, number, width, height, steps, guidance, ip, lora, cn, seed, best_of=1, quality=None,
              *rest, **kwargs):
@@ -54,7 +56,12 @@ def render_work(ctx: "StudioContext", mode: str) -> Callable[..., Any]:
             return None
         options = with_quality(settings_from_widgets(width, height, steps, guidance, ip, lora, cn, seed, best_of),
                                quality)
-        indices = None if mode == "all" else [int(number) - 1]
+        if mode == "all":
+            indices = None
+        elif mode == "missing":
+            indices = missing_panels(ctx.project(sid), story)
+        else:
+            indices = [int(number) - 1]
         return story_work(story, ctx.settings.replace(**options.overrides()), indices)
 
     return work

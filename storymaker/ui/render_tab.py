@@ -40,6 +40,13 @@ def preset(name: str) -> QualityPreset:
     return PRESETS[1]
 
 
+def default_quality(settings) -> str:
+    """The Quality radio's first choice: Fast where the settings ask for it (STORYMAKER_QUALITY=fast),
+    else Standard; never guessed from a step count (a Fast choice would replace every panel's steps
+    and guidance, the script's included)."""
+    return "Fast" if settings.quality == "fast" else "Standard"
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     """What the Render tab's widgets say; story and panel values in the script win over size,
@@ -67,8 +74,14 @@ class RenderSettings:
         }
 
 
+#: The smallest width and height the Render tab accepts (the handler checks it: a widget minimum
+#: would be Gradio's own red error before the handler).
+MIN_SIDE = 64
+
+
 def settings_from_widgets(width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed,
                           best_of=1) -> RenderSettings:
+    from ..domain.script import seed_option
     from ..errors import InvalidInputError
 
     try:
@@ -77,10 +90,17 @@ def settings_from_widgets(width, height, steps, guidance, ip_scale, lora_scale, 
         raise InvalidInputError("Width and height must be whole numbers (multiples of 8).") from None
     if w % 8 or h % 8 or w <= 0 or h <= 0:
         raise InvalidInputError(f"Size {w}x{h} is not usable: width and height must be multiples of 8.")
-    from ..domain.script import seed_option
-
+    if w < MIN_SIDE or h < MIN_SIDE:
+        raise InvalidInputError(f"Size {w}x{h} is too small: width and height must be at least {MIN_SIDE} "
+                                "(multiples of 8).")
+    try:
+        steps = int(steps)
+    except (TypeError, ValueError):
+        raise InvalidInputError("Steps must be a whole number (25 is the Standard preset's).") from None
+    if steps < 1:
+        raise InvalidInputError(f"Steps {steps} is not usable: use at least 1 (25 is the Standard preset's).")
     seed_value = seed_option(seed, "Seed")  # the script's and --seed's rule: 0 to 2**32-1, -1 = the story's
-    return RenderSettings(w, h, int(steps), float(guidance), float(ip_scale), float(lora_scale),
+    return RenderSettings(w, h, steps, float(guidance), float(ip_scale), float(lora_scale),
                           float(cn_scale), seed_value, min(16, max(1, int(best_of or 1))))
 
 
@@ -92,12 +112,15 @@ def with_quality(options: RenderSettings, preset_name: str | None) -> RenderSett
     return dataclasses.replace(options, quality=preset(preset_name).quality if preset_name else "standard")
 
 
-def progress_reporter(progress: Callable[..., Any]) -> Callable[[int, int, int, int], None]:
-    """Turn the engine's ``(panel, count, step, steps)`` into a Gradio progress fraction."""
+def progress_reporter(progress: Callable[..., Any], skipped: int = 0) -> Callable[[int, int, int, int], None]:
+    """Turn the engine's ``(panel, count, step, steps)`` into a Gradio progress fraction;
+    ``skipped``: panels left out as already rendered (said in every line)."""
+    note = f" ({skipped} already rendered, skipped)" if skipped else ""
+
     def report(panel: int, count: int, step: int, steps: int) -> None:
         steps = max(1, steps)
         fraction = (panel + min(step, steps) / steps) / max(1, count)
-        progress(fraction, desc=f"Panel {panel + 1} of {count}: step {step} of {steps}")
+        progress(fraction, desc=f"Panel {panel + 1} of {count}: step {step} of {steps}{note}")
     return report
 
 
@@ -199,25 +222,38 @@ def _panel_index(panel_number) -> int:
 
 def run_render(ctx: StudioContext, sid: str, mode: str, panel_number, options: RenderSettings,
                progress: Callable[..., Any] | None = None) -> str:
-    """Render the story ("all"), one panel ("panel") or a new seed of one panel ("reroll").
+    """Render the story ("all"), its panels without a render of their current wording ("missing":
+    none yet, or "script changed since render"), one panel ("panel") or a new seed of one panel
+    ("reroll").
 
     Returns a status line (RenderReport.summary); panels that failed are named with the reason.
     """
+    from ..errors import InvalidInputError
+    from ..services.jobs import about_panels
+
     story = ctx.story(sid, strict=True)
+    index = None if mode in ("all", "missing") else _panel_index(panel_number)
+    if index is not None and index >= len(story.panels):
+        count = len(story.panels)
+        raise InvalidInputError(f"Panel {index + 1} does not exist: the story has {count} "
+                                f"panel{'s' if count != 1 else ''}. Check the panel number.")
     engine = ctx.engine(sid, **options.overrides())
     cancel = ctx.cancels.fresh(sid)
-    report = progress_reporter(progress) if progress is not None else None
-    if mode == "all":
-        result = engine.render_story(story, seed=options.seed, progress=report, cancel=cancel)
-        return _status(result.summary(), result.ok, engine.backend.name)
-    index = _panel_index(panel_number)
-    if mode == "panel":
-        one = engine.render_panel(story, index, seed=options.seed, progress=report, cancel=cancel)
-    else:
-        one = engine.reroll(story, index, progress=report, cancel=cancel)
+    with ctx.cancels.busy(sid):
+        if index is None:
+            skipped = len(story.panels) - len(engine.missing_panels(story)) if mode == "missing" else 0
+            report = progress_reporter(progress, skipped) if progress is not None else None
+            result = engine.render_story(story, seed=options.seed, progress=report, cancel=cancel,
+                                         only_missing=mode == "missing")
+            return _status(result.summary(), result.ok, engine.backend.name)
+        report = progress_reporter(progress) if progress is not None else None
+        if mode == "panel":
+            one = engine.render_panel(story, index, seed=options.seed, progress=report, cancel=cancel)
+        else:
+            one = engine.reroll(story, index, progress=report, cancel=cancel)
     if one.ok:
         return _status(f"Panel {index + 1} rendered (seed {one.seed}).", True, engine.backend.name)
-    return _status(f"Panel {index + 1}: {one.error}", False, engine.backend.name)
+    return _status(about_panels([index + 1], one.error or "unknown error"), False, engine.backend.name)
 
 
 def _status(text: str, good: bool, backend: str) -> str:
@@ -231,6 +267,31 @@ def cancel_render(ctx: StudioContext, sid: str) -> str:
     return "Nothing is rendering."
 
 
+RUNNING = ("A render of this project is running (this page may have been reloaded since it started): its "
+           "panels appear here as they finish (open this tab again to see them). Cancel stops it.")
+
+
+def running_note(ctx: StudioContext, sid: str) -> str:
+    """What the status says of a render of this project still running (e.g. after a page reload,
+    whose page no longer shows its progress); empty when none is."""
+    return warn(RUNNING) if sid is not None and ctx.cancels.is_busy(sid) else ""
+
+
+def start_render(ctx: StudioContext, sid: str) -> str:
+    """At a render button's click, outside the queue: arm the cancel flag (a Cancel pressed while
+    the render waits is kept) and return the status line to show until the render ends: the old
+    line ("Cancelling ...", the last render's summary) goes, a render still running is said.
+    While one runs (e.g. started before a page reload) the flag stays that render's: Cancel stops
+    the render that is running, not the one waiting behind it."""
+    if sid is None:
+        return ""
+    if ctx.cancels.is_busy(sid):
+        return warn("A render of this project is still running: this one starts when it ends "
+                    "(Cancel stops the running one).")
+    ctx.cancels.arm(sid)
+    return ""
+
+
 # ---------------------------------------------------------------- layout
 
 def render(ctx: StudioContext, session) -> dict[str, Any]:
@@ -241,7 +302,10 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     # Actions and results first (on a phone they come before every setting), settings below.
     with gr.Row():
         render_all = gr.Button("Render all panels", variant="primary", scale=2, min_width=150)
-        panel_number = gr.Number(label="Panel", value=1, precision=0, minimum=1, scale=1, min_width=70)
+        render_missing = gr.Button("Render missing panels", scale=2, min_width=150, elem_id="render-missing")
+        # No minimum/maximum on typed numbers: Gradio would refuse them with its own red error
+        # before the handler, which says what is wrong (settings_from_widgets, _panel_index).
+        panel_number = gr.Number(label="Panel", value=1, precision=0, scale=1, min_width=70)
         render_one = gr.Button("Render panel", scale=1, min_width=110)
         reroll = gr.Button("Re-roll panel", scale=1, min_width=110)
         cancel = gr.Button("Cancel", variant="stop", scale=1, min_width=80)
@@ -260,8 +324,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         with gr.Row():
             with gr.Column():
                 with gr.Row():
-                    width = gr.Number(label="Width", value=s.width, precision=0, step=8, minimum=64)
-                    height = gr.Number(label="Height", value=s.height, precision=0, step=8, minimum=64)
+                    width = gr.Number(label="Width", value=s.width, precision=0, step=8)
+                    height = gr.Number(label="Height", value=s.height, precision=0, step=8)
                 seed = gr.Number(label="Seed (-1: the story's seeds)", value=-1, precision=0)
                 best_of = gr.Slider(1, 8, value=s.best_of, step=1, label="Best of N (seeds per panel)",
                                     interactive=not draft,
@@ -270,8 +334,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
             with gr.Column():
                 if draft:
                     gr.Markdown(DRAFT_NOTE, elem_id="draft-settings-note")
-                quality = gr.Radio(list(PRESET_NAMES), label="Quality",
-                                   value=next((p.name for p in PRESETS if p.steps == s.steps), None),
+                quality = gr.Radio(list(PRESET_NAMES), label="Quality", value=default_quality(s),
                                    interactive=not draft)
                 steps = gr.Slider(1, 80, value=s.steps, step=1, label="Steps", interactive=not draft,
                                   info="num_inference_steps: more is slower and finer")
@@ -305,14 +368,13 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         return gpu_event(ctx, user_errors(handler), render_work(ctx, mode))
 
     def arm(sid):
-        # At the click, outside the queue: a Cancel pressed while the render waits is kept.
-        if sid is not None:
-            ctx.cancels.arm(sid)
+        return start_render(ctx, sid)
 
     outputs = [status, panels]
     events = []
-    for button, mode in ((render_all, "all"), (render_one, "panel"), (reroll, "reroll")):
-        events.append(button.click(user_errors(arm), [session], None, queue=False, show_progress="hidden",
+    for button, mode in ((render_all, "all"), (render_missing, "missing"), (render_one, "panel"),
+                         (reroll, "reroll")):
+        events.append(button.click(user_errors(arm), [session], [status], queue=False, show_progress="hidden",
                                    api_visibility="private").then(
             make_handler(mode), [session, panel_number, *widgets], outputs, api_name=f"render_{mode}", **GPU_QUEUE))
     cancel.click(user_errors(lambda sid: cancel_render(ctx, sid)), [session], [status],
@@ -341,13 +403,14 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                     api_visibility="private")
 
     def refresh(sid):
-        note = gallery_note(ctx, sid)
+        note = running_note(ctx, sid) or gallery_note(ctx, sid)
         return panel_gallery(ctx, sid), note or gr.skip()  # else the last render's status stays
 
     def reset(sid):
         # Another project (or a reload): no versions or status of the one before, where a click
-        # on an old thumbnail would choose a version of this project's panel unseen.
-        return panel_gallery(ctx, sid), [], "", gallery_note(ctx, sid), None
+        # on an old thumbnail would choose a version of this project's panel unseen; a render of
+        # this project still running (the reloaded page lost its progress) is said.
+        return panel_gallery(ctx, sid), [], "", running_note(ctx, sid) or gallery_note(ctx, sid), None
 
     return {"select": (user_errors(refresh), [panels, status]),
             "refresh": (user_errors(reset), [panels, versions, versions_status, status, shown_panel]),
