@@ -81,12 +81,14 @@ def test_draft_to_png(tmp_path, story_file, capsys):
     project_dir = tmp_path / "proj"
     out = tmp_path / "board.png"
     rc = main(["render", str(story_file), "--project", str(project_dir), "--out", str(out),
-               "--backend", "draft", "--characters", f"Ava={PHOTO}", "--layout", "grid", "--size", "256x192"])
+               "--backend", "draft", "--characters", f"Ava={PHOTO}", "--layout", "grid", "--size", "256x192",
+               "--author", "Ada Lovelace"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "Draft mode" in captured.err
     with Image.open(out) as im:
         assert im.width > 256
+        assert im.text["Author"] == "Ada Lovelace"  # the README: the author is in the metadata
 
 
 @pytest.mark.parametrize(

@@ -222,6 +222,21 @@ def test_the_comic_layout_comes_back_with_the_project(ctx, sid):
     assert comic_tab.saved_layout(ctx, sid)[0] == "Grid" and comic_tab.saved_layout(ctx, sid)[-1] == "My own title"
 
 
+def test_the_author_goes_into_the_pdf_and_comes_back_with_the_project(ctx, sid):
+    """The README says the PDF carries its author, but nothing let a person give one."""
+    from pypdf import PdfReader
+
+    add(ctx, sid)
+    story_tab.validate(ctx, sid, THREE_PANELS.format(name="Eileen"))
+    render_all(ctx, sid)
+    assert comic_tab.saved_author(ctx, sid) == ""
+    layout = comic_tab.layout_options(ctx, sid, *comic_tab.LAYOUT_DEFAULTS)
+    path, _ = comic_tab.export_comic(ctx, sid, layout, "pdf", "  Ada   Lovelace ")
+    assert PdfReader(path).metadata.author == "Ada Lovelace"
+    assert comic_tab.saved_author(ctx, sid) == "Ada Lovelace"  # the field shows it again after a reload
+    assert comic_tab.saved_layout(ctx, sid) == comic_tab.LAYOUT_DEFAULTS  # the author is not a layout value
+
+
 # ---------------------------------------------------------------- undo in the project it belongs to
 
 def _by_elem_id(studio):

@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default=None,
                         help="storymaker, draft, tiny or auto (default: STORYMAKER_BACKEND or auto)")
     parser.add_argument("--layout", choices=LAYOUTS, default="pages", help="comic layout (default: pages)")
+    parser.add_argument("--author", default="", metavar="NAME", help="the comics' author, in the PDF/PNG metadata")
     parser.add_argument("--seed", type=int, default=None, help="base seed of every story (replaces the scripts')")
     parser.add_argument("--size", default=None, metavar="WxH", help="render every panel at this size")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps for every panel")
@@ -147,7 +148,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for (story_path, project, story, poses, out), report in zip(loaded, reports):
         written = []
         if report.finished:
-            written = write_comic(services, project, story, out, args.layout, overwrite=args.overwrite, poses=poses)
+            written = write_comic(services, project, story, out, args.layout, overwrite=args.overwrite, poses=poses,
+                                  author=args.author)
         for path in written:
             print(f"wrote {path}")
         print(f"{story_path}: {report.summary()}", file=sys.stderr)

@@ -44,6 +44,7 @@ def register(subparsers) -> None:
                              "wording in the project: none yet, or the script changed since (e.g. after an "
                              "interrupted run); the others keep theirs")
     parser.add_argument("--layout", choices=LAYOUTS, default="pages", help="comic layout (default: pages)")
+    parser.add_argument("--author", default="", metavar="NAME", help="the comic's author, in the PDF/PNG metadata")
     parser.add_argument("--seed", type=int, default=None,
                         help="story base seed, 0 to 4294967295 (replaces the script's; -1: the script's seeds)")
     parser.add_argument("--size", default=None, metavar="WxH",
@@ -302,7 +303,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # left every panel its own render).
     if report.finished or (missing and report.ok):
         try:
-            written = write_comic(services, project, story, out, args.layout, overwrite=args.overwrite, poses=poses)
+            written = write_comic(services, project, story, out, args.layout, overwrite=args.overwrite, poses=poses,
+                                  author=args.author)
         except OSError as err:
             raise ProjectError(
                 f"The panels are rendered and kept in the project {args.project}, but the comic could not be "
@@ -320,12 +322,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def write_comic(services, project, story, out: Path, layout: str, *, overwrite: bool = False,
-                poses=None) -> list[Path]:
+                poses=None, author: str = "") -> list[Path]:
     """Write the comic from each panel's selected version (panels never rendered are left out).
 
     A PDF goes to ``out``; PNG pages go to ``out`` (strip, grid, scroll: one image) or
-    ``<out stem>-page-NN.png`` beside it (pages layout). Returns the written paths ([] if no panel
-    has an image yet)."""
+    ``<out stem>-page-NN.png`` beside it (pages layout); ``author`` goes into their metadata.
+    Returns the written paths ([] if no panel has an image yet)."""
     from ..domain.layout import LayoutOptions
 
     export = services.export
@@ -337,10 +339,11 @@ def write_comic(services, project, story, out: Path, layout: str, *, overwrite: 
     options = LayoutOptions(kind=layout, title=story.title)
     out_dir = out.parent if str(out.parent) else Path(".")
     if out.suffix.lower() == ".pdf":
-        written = [Path(export.export_pdf(panels, out_dir, options, filename=out.stem, overwrite=overwrite))]
+        written = [Path(export.export_pdf(panels, out_dir, options, filename=out.stem, overwrite=overwrite,
+                                          author=author))]
     else:
         written = [Path(p) for p in export.export_png(panels, out_dir, options, filename=out.stem,
-                                                      overwrite=overwrite)]
+                                                      overwrite=overwrite, author=author)]
     if len(written) == 1 and written[0] != out:
         # The exporter sanitises file names; the user asked for this exact path.
         written[0].replace(out)

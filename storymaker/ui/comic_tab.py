@@ -82,8 +82,9 @@ def preview_pages(ctx: StudioContext, sid: str, options) -> tuple[list, str]:
             f"{len(panels)} panel(s) on {len(pages)} page(s)." + _changed_note(panels))
 
 
-def export_comic(ctx: StudioContext, sid: str, options, fmt: str) -> tuple[str, str]:
-    """Write the comic as a PDF, or PNG pages (zipped when there are several); returns (path, status)."""
+def export_comic(ctx: StudioContext, sid: str, options, fmt: str, author: str = "") -> tuple[str, str]:
+    """Write the comic as a PDF, or PNG pages (zipped when there are several), ``author`` in their
+    metadata; returns (path, status)."""
     import zipfile
 
     from ..services.export import ExportError, export_pdf, export_png
@@ -91,13 +92,14 @@ def export_comic(ctx: StudioContext, sid: str, options, fmt: str) -> tuple[str, 
     panels = comic_panels(ctx, sid)
     if not panels:
         raise ExportError(_nothing(ctx, sid))
-    ctx.project(sid).set_comic_settings(_as_dict(options))
+    author = " ".join(str(author or "").split())
+    ctx.project(sid).set_comic_settings({**_as_dict(options), "author": author})
     folder = ctx.sessions.downloads_dir(sid) / f"comic-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
     stem = options.title or ctx.project(sid).title or "comic"
     if fmt == "pdf":
-        path = Path(export_pdf(panels, folder, options, filename=stem))
+        path = Path(export_pdf(panels, folder, options, filename=stem, author=author))
     else:
-        paths = [Path(p) for p in export_png(panels, folder, options, filename=stem)]
+        paths = [Path(p) for p in export_png(panels, folder, options, filename=stem, author=author)]
         if len(paths) == 1:
             path = paths[0]
         else:
@@ -127,6 +129,11 @@ def saved_layout(ctx: StudioContext, sid: str) -> tuple:
     values = (label, saved.get("columns"), saved.get("page_size"), saved.get("orientation"), saved.get("fit"),
               saved.get("gutter"), saved.get("border"), title)
     return tuple(default if value is None else value for value, default in zip(values, LAYOUT_DEFAULTS))
+
+
+def saved_author(ctx: StudioContext, sid: str) -> str:
+    """The author given for the project's last comic ('' before any)."""
+    return str(ctx.project(sid).comic_settings().get("author") or "")
 
 
 def _as_dict(options) -> dict:
@@ -163,6 +170,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
                     gutter = gr.Slider(0, 40, value=10, step=1, label="Gutter (pt)")
                     border = gr.Slider(0, 8, value=2, step=0.5, label="Border (pt)")
                 title = gr.Textbox(label="Title on the first page", placeholder="empty: the story's title")
+                author = gr.Textbox(label="Author", placeholder="your name: in the PDF's and PNG's metadata",
+                                    elem_id="comic-author")
             from . import scores_view
 
             consistency = scores_view.render(ctx, session)
@@ -177,7 +186,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     def on_export(fmt):
         def handler(sid, *values):
-            path, message = export_comic(ctx, sid, layout_options(ctx, sid, *values), fmt)
+            *values, by = values
+            path, message = export_comic(ctx, sid, layout_options(ctx, sid, *values), fmt, by)
             return gr.update(value=path, visible=True), message
         return user_errors(handler)
 
@@ -185,8 +195,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         widget.change(user_errors(on_preview), inputs, [pages, status], trigger_mode="always_last",
                       show_progress="minimal", api_visibility="private")
     preview_btn.click(user_errors(on_preview), inputs, [pages, status], api_name="preview_comic")
-    pdf_btn.click(on_export("pdf"), inputs, [download, status], api_name="export_pdf")
-    png_btn.click(on_export("png"), inputs, [download, status], api_name="export_png")
+    pdf_btn.click(on_export("pdf"), [*inputs, author], [download, status], api_name="export_pdf")
+    png_btn.click(on_export("png"), [*inputs, author], [download, status], api_name="export_png")
 
     from . import project_tab
 
@@ -202,8 +212,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         # Another project (or a reload): its layout and pages, and no download or scores of the one before.
         values = saved_layout(ctx, sid)
         shown, note = preview_pages(ctx, sid, layout_options(ctx, sid, *values))
-        return (shown, note, gr.update(value=None, visible=False), [], "", *values)
+        return (shown, note, gr.update(value=None, visible=False), [], "", *values, saved_author(ctx, sid))
 
     return {"refresh": (user_errors(refresh), [pages, status, download, consistency["sheets"],
-                                               consistency["report"], *layout_widgets]),
+                                               consistency["report"], *layout_widgets, author]),
             "preview": (user_errors(on_preview), inputs, [pages, status])}
