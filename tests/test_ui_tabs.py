@@ -153,3 +153,19 @@ def test_render_tab_uses_the_tabs_project(ctx):
     render_tab.run_render(ctx, tab_a, "all", 1, options)
     assert len(render_tab.panel_gallery(ctx, tab_a)) == 1
     assert render_tab.panel_gallery(ctx, tab_b) == []
+
+
+def test_a_second_tab_showing_the_script_is_not_a_change_from_another_tab(ctx, sid):
+    """The browser's editor drops a text's last line end when it shows it: a second tab that merely
+    opened the Story tab saved that text back, and the first tab's next key said the script had
+    been changed in another tab (found in the browser)."""
+    tab_a, _ = open_tab(ctx, sid)
+    story_tab.validate(ctx, tab_a, "title: Epsilon\n\na quiet street at noon\n")
+    base_a = "title: Epsilon\n\na quiet street at noon\n"
+    tab_b, base_b = open_tab(ctx, sid)
+    project = ctx.project(tab_a)
+    story_tab.validate(ctx, tab_b, base_b.rstrip("\n"), base=base_b)  # what B's editor shows, saved
+    assert project.read_script() == base_a  # not rewritten: the file stays as written
+    report, _ = story_tab.validate(ctx, tab_a, base_a + "x", base=base_a)
+    assert "another tab" not in report and project.script_history() == []
+    assert project.read_script() == base_a + "x"

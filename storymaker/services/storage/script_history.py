@@ -23,6 +23,15 @@ HISTORY_DIR = "script-history"
 KEEP = 30
 
 
+def same_text(a: str, b: str) -> bool:
+    """Whether two texts of the script differ only in what the browser's editor changes by itself
+    when it shows a text (its line ends, whitespace at the end): no one's edit."""
+    def plain(text: str) -> str:
+        return text.replace("\r\n", "\n").replace("\r", "\n").rstrip()
+
+    return plain(a) == plain(b)
+
+
 @dataclass(frozen=True)
 class ScriptVersion:
     """One kept text of the script; ``id`` is its file name's stem (its time, sortable)."""
@@ -66,14 +75,18 @@ class ScriptHistory(ProjectFolder):
 
         ``base``: the text the writer last read or saved (an editor's). If the saved script is now
         neither ``base`` nor ``text``, someone else changed it in between (another tab or window):
-        that text is kept in the history first, and returned; else None.
+        that text is kept in the history first, and returned; else None. With a ``base``, texts are
+        compared as :func:`same_text` (the editor drops the last line end of a text it shows), and a
+        text the same as the saved one is not written again.
         """
         text = str(text)
         kept = None
         with self._locked():
             if base is not None:
                 current = self.read_script()
-                if current not in (base, text):
+                if same_text(current, text):
+                    return None  # what the editor shows of the saved text: the file stays verbatim
+                if not same_text(current, base):
                     kept = self._keep(current)
             atomic_write_text(self.script_path, text)
         self._sync_script(text)
@@ -128,4 +141,4 @@ class ScriptHistory(ProjectFolder):
         """Hook after each save: the project's panel matching (:class:`.versions.PanelVersions`)."""
 
 
-__all__ = ["HISTORY_DIR", "KEEP", "ScriptHistory", "ScriptVersion"]
+__all__ = ["HISTORY_DIR", "KEEP", "ScriptHistory", "ScriptVersion", "same_text"]
