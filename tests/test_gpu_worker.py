@@ -146,21 +146,41 @@ def test_zero_gpu_mode_from_the_environment_or_the_setting():
 
 
 def test_cancel_pressed_while_queued_is_kept(tmp_path):
-    from storymaker.ui.context import CancelFlags
+    from storymaker.ui.cancel import CancelFlags
 
     flags = CancelFlags(tmp_path)
     flags.arm("gone")  # an expired session's folder is not brought back
     assert not (tmp_path / "gone").exists()
     (tmp_path / "s1").mkdir()
-    flags.arm("s1")  # the click: the render is queued
+    ticket = flags.arm("s1")  # the click: the render is queued
     assert flags.cancel("s1")  # Cancel while it waits
-    event = flags.fresh("s1")  # the render leaves the queue
+    event = flags.fresh("s1", ticket)  # the render leaves the queue
     assert event.is_set()
-    assert not flags.fresh("s1").is_set()  # the next render (not armed) starts clear
-    running = flags.fresh("s1")
-    other_process = CancelFlags(tmp_path)  # a ZeroGPU worker process sees the same flag
-    assert other_process.cancel("s1") and running.is_set()
+    assert not flags.fresh("s1", flags.arm("s1")).is_set()  # a render clicked after the Cancel starts clear
+    running = flags.fresh("s1")  # a render that was not armed
+    with flags.busy("s1"):
+        other_process = CancelFlags(tmp_path)  # a ZeroGPU worker process sees the same flag
+        assert other_process.cancel("s1") and running.is_set()
     assert not flags.cancel("never-rendered")
+
+
+def test_one_cancel_stops_the_running_render_and_those_waiting_behind_it(tmp_path):
+    """A Cancel stopped only the running render: the render clicked behind it (after a page reload,
+    say) started next and rendered the rest (QA). Renders clicked after the Cancel run."""
+    from storymaker.ui.cancel import CancelFlags
+
+    flags = CancelFlags(tmp_path)
+    (tmp_path / "s1").mkdir()
+    first = flags.fresh("s1", flags.arm("s1"))
+    second, third = flags.arm("s1"), flags.arm("s1")  # two more clicks wait in the queue
+    with flags.busy("s1"):
+        assert flags.cancel("s1")
+    assert first.is_set()
+    assert flags.fresh("s1", second).is_set() and flags.fresh("s1", third).is_set()
+    later = flags.fresh("s1", flags.arm("s1"))
+    assert not later.is_set()
+    assert not flags.cancel("s1")  # nothing runs or waits: "Nothing is rendering"
+    assert later.is_set()  # (a render that starts now is still stopped by it)
 
 
 def test_queued_render_that_was_cancelled_renders_nothing(tmp_path):
@@ -172,10 +192,10 @@ def test_queued_render_that_was_cancelled_renders_nothing(tmp_path):
     ctx = StudioContext(services, services.settings, SessionManager(services.settings.sessions_dir))
     sid = ctx.sessions.new_session()
     story_tab.validate(ctx, sid, "a street\n\na harbour\n")
-    ctx.cancels.arm(sid)
+    ticket = ctx.cancels.arm(sid)
     ctx.cancels.cancel(sid)
     options = render_tab.settings_from_widgets(64, 64, 2, 7.5, 0.8, 0.8, 0.7, -1)
-    message = render_tab.run_render(ctx, sid, "all", 1, options)
+    message = render_tab.run_render(ctx, sid, "all", 1, options, ticket=ticket)
     assert "cancelled" in message.lower()
     assert render_tab.panel_gallery(ctx, sid) == []
 

@@ -171,7 +171,7 @@ def test_after_a_reload_the_tab_says_a_render_is_running_and_a_new_render_clears
             return
         # What a reloaded page's Render tab shows while the render of the page before runs.
         notes.append(render_tab.running_note(ctx, sid))
-        notes.append(render_tab.start_render(ctx, sid))  # a second Render click meanwhile
+        notes.append(render_tab.start_render(ctx, sid)[0])  # a second Render click meanwhile
         notes.append(render_tab.cancel_render(ctx, sid))  # then Cancel: it stops the running render
 
     message = render_tab.run_render(ctx, sid, "all", 1, _options(), reload_during_panel_1)
@@ -184,7 +184,7 @@ def test_after_a_reload_the_tab_says_a_render_is_running_and_a_new_render_clears
     render_tab.run_render(ctx, sid, "all", 1, _options(),
                           lambda f, desc=None: lines.append(render_tab.cancel_render(ctx, sid)))
     assert "Cancelling" in lines[0]  # the status line the Cancel click left
-    assert render_tab.start_render(ctx, sid) == ""  # the next render's click replaces it
+    assert render_tab.start_render(ctx, sid)[0] == ""  # the next render's click replaces it
 
 
 def test_a_running_mark_left_by_a_process_that_died_is_not_a_running_render(ctx, sid):
@@ -203,7 +203,10 @@ def test_a_running_mark_left_by_a_process_that_died_is_not_a_running_render(ctx,
 def test_the_render_buttons_clear_the_status_at_the_click(tmp_path):
     studio = make_studio(tmp_path / "data")
     status = next(b for b in studio.blocks.blocks.values() if getattr(b, "elem_id", None) == "render-status")
+    ticket = next(b for b in studio.blocks.blocks.values() if getattr(b, "elem_id", None) == "render-ticket")
     arms = [fn for fn in studio.blocks.fns.values() if getattr(fn.fn, "__name__", "") == "arm"]
     assert len(arms) == 4  # all, missing, panel, re-roll
-    for fn in arms:
-        assert [o._id for o in fn.outputs] == [status._id] and not fn.queue
+    for fn in arms:  # the click's status line and its cancel ticket, outside the queue
+        assert [o._id for o in fn.outputs] == [status._id, ticket._id] and not fn.queue
+    renders = [fn for fn in studio.blocks.fns.values() if str(getattr(fn, "api_name", "")).startswith("render_")]
+    assert len(renders) == 4 and all(fn.inputs[-1] is ticket for fn in renders)  # each render gets its ticket

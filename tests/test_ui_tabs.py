@@ -112,11 +112,11 @@ def test_cancel_in_one_tab_stops_only_that_tabs_project(ctx):
     sid = ctx.sessions.new_session()
     tab_a, _ = open_tab(ctx, sid)
     _, tab_b = project_tab.new_project(ctx, tab_a, "Other")
-    ctx.cancels.arm(tab_a)
-    ctx.cancels.arm(tab_b)  # the other tab queues its render after this one
+    ticket_a = ctx.cancels.arm(tab_a)
+    ticket_b = ctx.cancels.arm(tab_b)  # the other tab queues its render after this one
     assert ctx.cancels.cancel(tab_a)
-    assert ctx.cancels.fresh(tab_a).is_set()
-    assert not ctx.cancels.fresh(tab_b).is_set()
+    assert ctx.cancels.fresh(tab_a, ticket_a).is_set()
+    assert not ctx.cancels.fresh(tab_b, ticket_b).is_set()
 
 
 def test_inserting_the_example_keeps_the_script_it_replaces(ctx):

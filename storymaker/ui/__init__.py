@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from .context import CancelFlags, StudioContext
+from .cancel import CancelFlags
+from .context import StudioContext
 from .session import SessionManager
 
 SESSION_KEY = "storymaker-session"

@@ -221,10 +221,10 @@ def _panel_index(panel_number) -> int:
 
 
 def run_render(ctx: StudioContext, sid: str, mode: str, panel_number, options: RenderSettings,
-               progress: Callable[..., Any] | None = None) -> str:
+               progress: Callable[..., Any] | None = None, ticket: str | None = None) -> str:
     """Render the story ("all"), its panels without a render of their current wording ("missing":
     none yet, or "script changed since render"), one panel ("panel") or a new seed of one panel
-    ("reroll").
+    ("reroll"). ``ticket``: the click's cancel ticket (:func:`start_render`).
 
     Returns a status line (RenderReport.summary); panels that failed are named with the reason.
     """
@@ -238,7 +238,7 @@ def run_render(ctx: StudioContext, sid: str, mode: str, panel_number, options: R
         raise InvalidInputError(f"Panel {index + 1} does not exist: the story has {count} "
                                 f"panel{'s' if count != 1 else ''}. Check the panel number.")
     engine = ctx.engine(sid, **options.overrides())
-    cancel = ctx.cancels.fresh(sid)
+    cancel = ctx.cancels.fresh(sid, ticket)
     with ctx.cancels.busy(sid):
         if index is None:
             skipped = len(story.panels) - len(engine.missing_panels(story)) if mode == "missing" else 0
@@ -277,19 +277,19 @@ def running_note(ctx: StudioContext, sid: str) -> str:
     return warn(RUNNING) if sid is not None and ctx.cancels.is_busy(sid) else ""
 
 
-def start_render(ctx: StudioContext, sid: str) -> str:
-    """At a render button's click, outside the queue: arm the cancel flag (a Cancel pressed while
-    the render waits is kept) and return the status line to show until the render ends: the old
-    line ("Cancelling ...", the last render's summary) goes, a render still running is said.
-    While one runs (e.g. started before a page reload) the flag stays that render's: Cancel stops
-    the render that is running, not the one waiting behind it."""
+def start_render(ctx: StudioContext, sid: str) -> tuple[str, str]:
+    """At a render button's click, outside the queue: (the status line to show until the render
+    ends, the render's cancel ticket). The old line ("Cancelling ...", the last render's summary)
+    goes; a render still running (e.g. started before a page reload) is said. The ticket
+    (:mod:`.cancel`) keeps a Cancel pressed while the render waits: Cancel stops every render of
+    the project clicked before it, the running one and those waiting behind it."""
     if sid is None:
-        return ""
+        return "", ""
+    ticket = ctx.cancels.arm(sid)
     if ctx.cancels.is_busy(sid):
         return warn("A render of this project is still running: this one starts when it ends "
-                    "(Cancel stops the running one).")
-    ctx.cancels.arm(sid)
-    return ""
+                    "(Cancel stops both)."), ticket
+    return "", ticket
 
 
 # ---------------------------------------------------------------- layout
@@ -359,10 +359,14 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
 
     widgets = [width, height, steps, guidance, ip_scale, lora_scale, cn_scale, seed, best_of, quality]
 
+    # The cancel ticket of this page's last render click (start_render): kept in the page, so each
+    # click's render gets its own, as the click sent it.
+    ticket = gr.Textbox(visible=False, elem_id="render-ticket")
+
     def make_handler(mode: str):
-        def handler(sid, number, w, h, st, g, ip, lo, cn, sd, bo, q=None, progress=gr.Progress()):
+        def handler(sid, number, w, h, st, g, ip, lo, cn, sd, bo, q=None, clicked=None, progress=gr.Progress()):
             options = with_quality(settings_from_widgets(w, h, st, g, ip, lo, cn, sd, bo), q)
-            message = run_render(ctx, sid, mode, number, options, progress)
+            message = run_render(ctx, sid, mode, number, options, progress, ticket=clicked)
             return message, panel_gallery(ctx, sid)
         handler.__name__ = f"render_{mode}"
         return gpu_event(ctx, user_errors(handler), render_work(ctx, mode))
@@ -374,9 +378,10 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     events = []
     for button, mode in ((render_all, "all"), (render_missing, "missing"), (render_one, "panel"),
                          (reroll, "reroll")):
-        events.append(button.click(user_errors(arm), [session], [status], queue=False, show_progress="hidden",
-                                   api_visibility="private").then(
-            make_handler(mode), [session, panel_number, *widgets], outputs, api_name=f"render_{mode}", **GPU_QUEUE))
+        events.append(button.click(user_errors(arm), [session], [status, ticket], queue=False,
+                                   show_progress="hidden", api_visibility="private").then(
+            make_handler(mode), [session, panel_number, *widgets, ticket], outputs, api_name=f"render_{mode}",
+            **GPU_QUEUE))
     cancel.click(user_errors(lambda sid: cancel_render(ctx, sid)), [session], [status],
                  queue=False, api_name="cancel_render")
 
