@@ -130,3 +130,22 @@ def test_crop_moves_to_hold_the_heads_and_letterboxes_rather_than_cut_one():
     both = union_box([top_head, (0.4, 0.9, 0.6, 1.0)])  # heads at the top and the bottom
     p = place_image(0.75, slot, keep=both)
     assert p.crop == (0.0, 0.0, 1.0, 1.0) and p.dest.h == pytest.approx(80) and p.dest.w < 100
+
+
+@pytest.mark.parametrize("kind", ["strip", "grid", "pages", "scroll"])
+def test_a_layout_at_another_dpi_is_the_same_comic_scaled(kind):
+    """The Comic tab previews at 60 dpi. A grid, strip or scroll kept its pixel size there while its
+    lettering, gutters and title (in points) shrank to 40%: the preview's captions were 2.5 times
+    smaller than the export's (QA). At another dpi every box scales by the same factor."""
+    aspects = [0.75, 1.0, 4 / 3, 0.75, 16 / 9]
+    export = LayoutOptions(kind=kind, columns=2, title="A title")
+    preview = export.at_dpi(60)
+    k = 60 / 150
+    big, small = compute_layout(aspects, export), compute_layout(aspects, preview)
+    assert len(big) == len(small)
+    for a, b in zip(big, small):
+        assert b.width == pytest.approx(a.width * k, abs=2) and b.height == pytest.approx(a.height * k, abs=2)
+        for sa, sb in zip(a.slots, b.slots):
+            box_a, box_b = (sa.rect.x, sa.rect.y, sa.rect.w, sa.rect.h), (sb.rect.x, sb.rect.y, sb.rect.w, sb.rect.h)
+            assert box_b == pytest.approx(tuple(v * k for v in box_a), abs=1.5)
+    assert export.at_dpi(150) == export

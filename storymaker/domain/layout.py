@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import InvalidInputError
 
 KINDS = ("strip", "grid", "pages", "scroll")
+#: Pixel sizes of the kinds that are not paper, when the options leave them 0 (at any dpi).
+DEFAULT_WIDTH = {"grid": 1600, "scroll": 800}
+DEFAULT_PANEL_HEIGHT = 480  # strip
 FITS = ("cover", "fit")
 ORIENTATIONS = ("portrait", "landscape")
 # Paper sizes in inches (width, height), portrait.
@@ -103,8 +106,8 @@ class LayoutOptions:
     page_size: str = "A4"  # pages: "A4" or "Letter"
     orientation: str = "portrait"  # pages: "portrait" or "landscape"
     dpi: int = 150  # output pixels per inch (also sets the PDF page size for every kind)
-    width: int = 0  # grid and scroll: image width in pixels (0 = 1600 grid, 800 scroll)
-    panel_height: int = 0  # strip: row height in pixels (0 = 480)
+    width: int = 0  # grid and scroll: image width in pixels (0: DEFAULT_WIDTH)
+    panel_height: int = 0  # strip: row height in pixels (0: DEFAULT_PANEL_HEIGHT)
     margin: float = 24.0  # points around the content
     gutter: float = 10.0  # points between panels
     border: float = 2.0  # panel border line width in points (0 = none)
@@ -133,6 +136,17 @@ class LayoutOptions:
     def px(self, points: float) -> float:
         """Points to output pixels."""
         return points * self.dpi / 72.0
+
+    def at_dpi(self, dpi: int) -> "LayoutOptions":
+        """The same comic at ``dpi``: the sizes in pixels (grid and scroll width, strip height)
+        scale with it as the lengths in points do, so that a preview is the export, smaller (a
+        grid previewed at 60 dpi kept its 1600 pixels and got lettering 2.5 times too small)."""
+        if dpi == self.dpi:
+            return self
+        k = dpi / self.dpi
+        width = round((self.width or DEFAULT_WIDTH[self.kind]) * k) if self.kind in DEFAULT_WIDTH else self.width
+        height = round((self.panel_height or DEFAULT_PANEL_HEIGHT) * k) if self.kind == "strip" else self.panel_height
+        return replace(self, dpi=dpi, width=width, panel_height=height)
 
     @property
     def page_pixels(self) -> tuple[int, int]:
@@ -290,7 +304,7 @@ def _justified_row(aspects: list[float], x: float, y: float, width: float, gutte
 
 def _strip(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
     m, g = o.px(o.margin), o.px(o.gutter)
-    h = float(o.panel_height or 480)
+    h = float(o.panel_height or DEFAULT_PANEL_HEIGHT)
     content_w = sum(a * h for a in aspects) + g * (len(aspects) - 1)
     width = math.ceil(content_w + 2 * m)
     title = _title_box(o, width, m)
@@ -305,7 +319,7 @@ def _strip(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
 def _scroll(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
     m = o.px(o.margin)
     g = o.px(o.gutter) * 3  # webtoons breathe between panels
-    width = int(o.width or 800)
+    width = int(o.width or DEFAULT_WIDTH["scroll"])
     cw = width - 2 * m
     if cw <= 0:
         raise InvalidInputError(f"width={width} leaves no room inside the margins: make it wider.")
@@ -358,7 +372,7 @@ def _grid(aspects: list[float], o: LayoutOptions) -> list[PageLayout]:
     most ``MAX_CROP`` of its area (none with ``fit``), else it is shown whole, centred in the cell
     (the limit of printed pages, ``_shape_bounds``)."""
     m, g = o.px(o.margin), o.px(o.gutter)
-    width = int(o.width or 1600)
+    width = int(o.width or DEFAULT_WIDTH["grid"])
     cols = min(o.columns, len(aspects))
     cw = (width - 2 * m - g * (cols - 1)) / cols
     if cw <= 0:

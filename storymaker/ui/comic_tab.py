@@ -70,14 +70,12 @@ def _nothing(ctx: StudioContext, sid: str) -> str:
 
 def preview_pages(ctx: StudioContext, sid: str, options) -> tuple[list, str]:
     """The comic's pages at preview resolution, and a status line."""
-    from dataclasses import replace
-
     from ..services.export import render_pages
 
     panels = comic_panels(ctx, sid)
     if not panels:
         return [], _nothing(ctx, sid)
-    pages = render_pages(panels, replace(options, dpi=PREVIEW_DPI))
+    pages = render_pages(panels, options.at_dpi(PREVIEW_DPI))
     return ([(page, f"Page {i + 1}") for i, page in enumerate(pages)],
             f"{len(panels)} panel(s) on {len(pages)} page(s)." + _changed_note(panels))
 
