@@ -110,10 +110,13 @@ def test_typed_numbers_reach_the_handler_instead_of_a_red_gradio_error(tmp_path,
     number = _component(studio.blocks, "Number", label)
     assert number.minimum is None and number.maximum is None
     assert number.preprocess(-1) == -1 and number.preprocess(0) == 0 and number.preprocess(20) == 20
+    if label == "Panel":  # not rounded to another panel by the box: 1.5 is refused, not panel 2 (QA2)
+        assert number.preprocess(1.5) == 1.5
 
 
 @pytest.mark.parametrize("number, message", [(0, "Panel numbers start at 1."), (-1, "Panel numbers start at 1."),
-                                             (99, "Panel 99 does not exist: the story has 3 panels.")])
+                                             (99, "Panel 99 does not exist: the story has 3 panels."),
+                                             (1.5, "Panel 1.5 is not a panel number")])
 def test_a_panel_number_out_of_range_is_one_clear_message(ctx, sid, number, message):
     story_tab.validate(ctx, sid, STREETS)
     for mode in ("panel", "reroll"):
@@ -125,9 +128,11 @@ def test_a_panel_number_out_of_range_is_one_clear_message(ctx, sid, number, mess
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(width=20), "multiples of 8"),
+    (dict(width=20), "at least 64"),
+    (dict(width=0), "at least 64"),  # 0 is a multiple of 8: it was told to be one (QA2)
     (dict(width=16), "at least 64"),
-    (dict(height=-64), "multiples of 8"),
+    (dict(width=100), "multiples of 8"),
+    (dict(height=-64), "at least 64"),
     (dict(steps=0), "at least 1"),
 ])
 def test_a_size_or_steps_out_of_range_is_one_clear_message(changes, message):

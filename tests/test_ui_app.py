@@ -145,3 +145,21 @@ def test_the_style_menu_follows_a_style_line_typed_by_hand(studio):
     assert values["style-menu"] == "manga" and "valid: 1 panel" in values["script-issues"]
     values = dict(zip(outputs, validate.fn(view, "title: T\nstyle: ink and rain\n\na cat on a roof\n", None)))
     assert values["style-menu"] is None  # free text is not a library style
+
+
+def test_a_save_over_another_tabs_text_is_also_a_notice(studio):
+    """The line under the editor changes at the next key, so someone typing never saw the warning
+    that another tab's text was kept (QA2): it is a notice as well."""
+    import warnings
+
+    validate = _fn(studio, "validate_script")
+    view = studio.context.open_view(studio.context.sessions.new_session())
+    validate.fn(view, "a street at night\n", None)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        validate.fn(view, "a street at dawn\n", "an older text\n")  # this tab had loaded another text
+    assert any("changed in another tab" in str(w.message) for w in shown)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        validate.fn(view, "a street at dawn, rain\n", "a street at dawn\n")  # its own next key
+    assert not any("another tab" in str(w.message) for w in shown)

@@ -88,11 +88,11 @@ def settings_from_widgets(width, height, steps, guidance, ip_scale, lora_scale, 
         w, h = int(width), int(height)
     except (TypeError, ValueError):
         raise InvalidInputError("Width and height must be whole numbers (multiples of 8).") from None
-    if w % 8 or h % 8 or w <= 0 or h <= 0:
-        raise InvalidInputError(f"Size {w}x{h} is not usable: width and height must be multiples of 8.")
     if w < MIN_SIDE or h < MIN_SIDE:
         raise InvalidInputError(f"Size {w}x{h} is too small: width and height must be at least {MIN_SIDE} "
                                 "(multiples of 8).")
+    if w % 8 or h % 8:
+        raise InvalidInputError(f"Size {w}x{h} is not usable: width and height must be multiples of 8.")
     try:
         steps = int(steps)
     except (TypeError, ValueError):
@@ -215,6 +215,9 @@ def _panel_index(panel_number) -> int:
         number = int(panel_number)
     except (TypeError, ValueError):
         raise InvalidInputError("Give a panel number (1 for the first panel).") from None
+    if number != float(panel_number):  # 1.5 was rounded to panel 2 by the box
+        raise InvalidInputError(f"Panel {panel_number} is not a panel number: give a whole number, 1 for the "
+                                "first panel.")
     if number < 1:
         raise InvalidInputError("Panel numbers start at 1.")
     return number - 1
@@ -305,7 +308,7 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
         render_missing = gr.Button("Render missing panels", scale=2, min_width=150, elem_id="render-missing")
         # No minimum/maximum on typed numbers: Gradio would refuse them with its own red error
         # before the handler, which says what is wrong (settings_from_widgets, _panel_index).
-        panel_number = gr.Number(label="Panel", value=1, precision=0, scale=1, min_width=70)
+        panel_number = gr.Number(label="Panel", value=1, scale=1, min_width=70)
         render_one = gr.Button("Render panel", scale=1, min_width=110)
         reroll = gr.Button("Re-roll panel", scale=1, min_width=110)
         cancel = gr.Button("Cancel", variant="stop", scale=1, min_width=80)

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .common import ok, user_errors, warn
+from .common import NOTICE_SECONDS, ok, user_errors, warn
 from .context import StudioContext
 
 logger = logging.getLogger(__name__)
@@ -234,6 +234,8 @@ def render(ctx: StudioContext, session) -> dict[str, Any]:
     def on_change(sid, text, seen):
         kept = save_script(ctx, sid, text, seen)
         listed = gr.update(choices=history_choices(ctx, sid)) if kept is not None else gr.skip()
+        if kept is not None:  # a notice too: the line below the editor changes at the next key
+            gr.Warning(OTHER_TAB, duration=NOTICE_SECONDS, title="Another tab changed this script")
         # The style menu follows a style: line typed by hand.
         return (*check_report(ctx, sid, text, kept), text or "", listed, script_header(text)[1])
 
