@@ -80,12 +80,6 @@ class StudioContext:
         """The session's :class:`PoseLibrary` (presets + the project's poses)."""
         return self.services.pose_library(self.project(sid))
 
-    def script_inputs(self, sid: str) -> tuple[str, list[str], dict[str, int]]:
-        """(script text, registered character names, pose name -> people count) of the session."""
-        project = self.project(sid)
-        checks = self.script_checks(sid, project)
-        return project.read_script(), checks["characters"], checks["poses"]
-
     def script_checks(self, sid: str, project=None) -> dict[str, Any]:
         """What the script checker needs besides the text, as plain data, for
         ``check(text, **ctx.script_checks(sid))``: the registered names, pose name -> people count,
